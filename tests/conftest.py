@@ -1,0 +1,32 @@
+"""Shared fixtures: offline mode, a private cache folder, tiny local models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from ._tiny_models import make_tiny_masked_lm  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Every test gets its own default cache folder; nothing touches ~/.cache."""
+    monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", str(tmp_path / "skcrosstune-cache"))
+    monkeypatch.delenv("SKCROSSTUNE_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised BERT masked LM with a WordPiece tokenizer, saved to disk."""
+    return make_tiny_masked_lm("bert", tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory):
+    """A randomly initialised RoBERTa masked LM with a byte-level BPE tokenizer, saved to disk."""
+    return make_tiny_masked_lm("roberta", tmp_path_factory.mktemp("tiny-roberta"))

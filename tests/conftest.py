@@ -30,3 +30,12 @@ def tiny_bert(tmp_path_factory):
 def tiny_roberta(tmp_path_factory):
     """A randomly initialised RoBERTa masked LM with a byte-level BPE tokenizer, saved to disk."""
     return make_tiny_masked_lm("roberta", tmp_path_factory.mktemp("tiny-roberta"))
+
+
+@pytest.fixture
+def openai_server():
+    """A running OpenAI-compatible server on 127.0.0.1 (tests/_openai_server.py), stopped after the test."""
+    from ._openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server

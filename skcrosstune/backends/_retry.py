@@ -1,16 +1,21 @@
 """Retries with exponential backoff and jitter for API black boxes.
 
-Rate limits (429, honouring ``Retry-After``), server errors (5xx), timeouts and
-dropped connections are retried; requests the server refused for a reason
-that will not change (400, 401, 403, 404, 422) raise at once. Error messages
-name the endpoint and model, never the key.
+Rate limits (429, honouring ``Retry-After`` in seconds or as an HTTP date,
+and ``retry-after-ms``), server errors (5xx), timeouts, dropped connections
+and response bodies that are not valid JSON (truncated answers, proxy error
+pages) are retried; requests the server refused for a reason that will not
+change (400, 401, 403, 404, 422, and a 429 for an exhausted quota) raise at
+once. Error messages name the endpoint and model, never the key.
 """
 
 from __future__ import annotations
 
+import email.utils
+import json
 import logging
 import random
 import time
+from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 from .base import BlackBoxError
@@ -22,19 +27,41 @@ T = TypeVar("T")
 
 
 def _retry_after(exc) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After``
+    (seconds or an HTTP date), else None."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
     value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
 
 
 def _is_retryable(exc) -> bool:
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
+    if isinstance(exc, json.JSONDecodeError):
+        return True
+    if isinstance(exc, openai.RateLimitError):
+        # A 429 for an exhausted quota or billing limit will not clear by waiting.
+        return getattr(exc, "code", None) not in ("insufficient_quota", "billing_hard_limit_reached")
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code >= 500 or exc.status_code in (408, 409)
@@ -74,8 +101,11 @@ def call_with_retries(
     for attempt in range(max_retries + 1):
         try:
             return request()
-        except openai.OpenAIError as exc:
-            message = _scrub(str(exc), secret)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            # A JSONDecodeError means the client could not parse a 2xx body:
+            # a truncated answer or an error page from a proxy.
+            text = f"the response body was not valid JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            message = _scrub(text, secret)
             if not _is_retryable(exc):
                 status = getattr(exc, "status_code", None)
                 raise BlackBoxError(

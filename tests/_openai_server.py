@@ -1,0 +1,547 @@
+"""A small, real HTTP server speaking the OpenAI protocol, for tests.
+
+The server listens on ``127.0.0.1`` on a free port chosen by the system and
+answers the two endpoints skcrosstune uses, through the real ``openai``
+client and a real socket:
+
+* ``POST /v1/embeddings`` returns deterministic embeddings: each text seeds
+  its own vector from a hash, so identical texts always get identical
+  vectors, and the ``dimensions`` field shortens them.
+* ``POST /v1/chat/completions`` returns replies given by a callable that
+  tests can set (by default an echo of the last user message).
+
+Every request is recorded (path, JSON body, ``Authorization`` header), and
+a queue of scripted faults is consumed one per request before normal
+answers: rate limits with ``Retry-After``, server errors, responses slower
+than the client's timeout, authentication errors and malformed bodies.
+
+Examples
+--------
+>>> with OpenAIServer() as server:  # doctest: +SKIP
+...     server.push(rate_limited(retry_after=2), server_error(500))
+...     client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_WIDTH",
+    "Fault",
+    "OpenAIServer",
+    "RecordedRequest",
+    "embedding_for",
+    "malformed_json",
+    "rate_limited",
+    "server_error",
+    "slow",
+    "unauthorized",
+]
+
+#: Width of the embeddings when a request gives no ``dimensions``.
+DEFAULT_WIDTH = 24
+
+HOST = "127.0.0.1"
+
+
+def embedding_for(text: str, width: int = DEFAULT_WIDTH) -> list[float]:
+    """The deterministic embedding the server returns for ``text``.
+
+    Parameters
+    ----------
+    text : str
+        The input text, exactly as received.
+    width : int, default=DEFAULT_WIDTH
+        Number of values. A shorter width is a prefix of a longer one (as
+        with models that support shortening), before normalisation.
+
+    Returns
+    -------
+    embedding : list of float
+        Unit-length float32-representable values.
+    """
+    seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    values = np.random.default_rng(seed).standard_normal(max(width, 1)).astype(np.float32)[:width]
+    values /= max(float(np.linalg.norm(values)), 1e-12)
+    return [float(v) for v in values]
+
+
+# --------------------------------------------------------------------- faults
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour, consumed by exactly one request.
+
+    Parameters
+    ----------
+    status : int, default=500
+        HTTP status code of the faulty answer.
+    body : dict, bytes or None, default=None
+        The answer body: a dict is sent as JSON, bytes as they are, None
+        sends an OpenAI-style error body for ``status``.
+    headers : dict, default={}
+        Extra response headers, e.g. ``{"Retry-After": "2"}``.
+    delay : float, default=0.0
+        Seconds to wait before answering.
+    answer_normally : bool, default=False
+        After ``delay``, give the normal answer instead of ``status`` and
+        ``body`` (a slow but correct response).
+    echo_key : bool, default=False
+        Put the received ``Authorization`` token in the error message, as a
+        careless server might; tests use it to check that the client-side
+        message is scrubbed.
+    """
+
+    status: int = 500
+    body: dict | bytes | None = None
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+    answer_normally: bool = False
+    echo_key: bool = False
+
+
+def rate_limited(retry_after: float | str | None = 1) -> Fault:
+    """HTTP 429 with a ``Retry-After`` header (omitted when None).
+
+    Parameters
+    ----------
+    retry_after : float, str or None, default=1
+        The header value, in seconds.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return Fault(status=429, headers=headers)
+
+
+def server_error(status: int = 500) -> Fault:
+    """A 5xx answer with an OpenAI-style error body.
+
+    Parameters
+    ----------
+    status : int, default=500
+        Usually 500, 502 or 503.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return Fault(status=status)
+
+
+def slow(delay: float) -> Fault:
+    """A correct answer sent only after ``delay`` seconds.
+
+    Parameters
+    ----------
+    delay : float
+        Longer than the client's timeout to make the client give up.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return Fault(status=200, delay=delay, answer_normally=True)
+
+
+def unauthorized(*, echo_key: bool = False) -> Fault:
+    """HTTP 401 with OpenAI's ``invalid_api_key`` error body.
+
+    Parameters
+    ----------
+    echo_key : bool, default=False
+        Quote the received key, unmasked, in the error message.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return Fault(status=401, echo_key=echo_key)
+
+
+def malformed_json() -> Fault:
+    """HTTP 200 with ``Content-Type: application/json`` and a body that is not JSON.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return Fault(status=200, body=b'{"object": "list", "data": [', headers={"Content-Type": "application/json"})
+
+
+_ERROR_TYPES = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", None, "You are not allowed to use this model."),
+    404: ("invalid_request_error", None, "Unknown request URL."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+}
+
+
+def _error_body(status: int, message: str | None = None, *, param: str | None = None) -> dict:
+    kind, code, default = _ERROR_TYPES.get(status, ("server_error", None, "The server had an error processing your request."))
+    return {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
+
+
+# ------------------------------------------------------------------- recording
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it.
+
+    Attributes
+    ----------
+    path : str
+        The URL path, e.g. ``"/v1/embeddings"``.
+    body : Any
+        The decoded JSON body, or None when it was not valid JSON.
+    authorization : str or None
+        The ``Authorization`` header, e.g. ``"Bearer sk-..."``.
+    headers : dict
+        All request headers, lower-cased names.
+    """
+
+    path: str
+    body: Any
+    authorization: str | None
+    headers: dict
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+# --------------------------------------------------------------------- server
+class OpenAIServer:
+    """A scriptable OpenAI-compatible server on ``127.0.0.1`` in a background thread.
+
+    Parameters
+    ----------
+    api_key : str or None, default=None
+        When set, requests must carry ``Authorization: Bearer <api_key>``
+        and get a 401 otherwise; None accepts any or no key.
+    width : int, default=DEFAULT_WIDTH
+        Embedding width when a request gives no ``dimensions``.
+    chat_reply : callable, default=None
+        ``chat_reply(body) -> str`` gives the reply content of a chat
+        completion from the decoded request body (called once per choice);
+        None echoes the last user message. Can be replaced at any time.
+    reverse_data : bool, default=False
+        List embeddings in reverse order in the response (each keeps its
+        ``index``), to check that clients order rows by ``index``.
+
+    Attributes
+    ----------
+    url : str
+        The base URL to give the client, ``"http://127.0.0.1:<port>/v1"``.
+    requests : list of RecordedRequest
+        A copy of every request received so far, in order of arrival.
+    request_count : int
+        Number of requests received so far, faulty ones included.
+
+    Notes
+    -----
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    Each connection is closed after one answer (HTTP/1.0), so no keep-alive
+    socket outlives a test.
+    """
+
+    def __init__(self, *, api_key: str | None = None, width: int = DEFAULT_WIDTH,
+                 chat_reply: Callable[[dict], str] | None = None, reverse_data: bool = False):
+        self.api_key = api_key
+        self.reverse_data = reverse_data
+        self.width = width
+        self.chat_reply = chat_reply
+        self._lock = threading.Lock()
+        self._faults: list[Fault | None] = []
+        self._requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> "OpenAIServer":
+        """Bind ``127.0.0.1`` on a free port and serve in a daemon thread.
+
+        Returns
+        -------
+        self : OpenAIServer
+        """
+        if self._httpd is not None:
+            raise RuntimeError("The server is already running.")
+        self._stopping.clear()
+        handler = type("_BoundHandler", (_Handler,), {"server_state": self})
+        httpd = ThreadingHTTPServer((HOST, 0), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake delayed answers and close the socket. Safe to call twice."""
+        self._stopping.set()
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "OpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port chosen by the system."""
+        if self._httpd is None:
+            raise RuntimeError("The server is not running.")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    # -- scripting -----------------------------------------------------------
+    def push(self, *faults: Fault | None) -> None:
+        """Queue faults, consumed one per request in order, before normal answers.
+
+        Parameters
+        ----------
+        *faults : Fault or None
+            None answers that request normally (to let some requests through
+            before a fault).
+        """
+        with self._lock:
+            self._faults.extend(faults)
+
+    @property
+    def pending_faults(self) -> int:
+        """Faults queued but not yet consumed."""
+        with self._lock:
+            return len(self._faults)
+
+    # -- inspection ----------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        """Requests whose path ends with ``endpoint``, e.g. ``"/embeddings"``."""
+        return [r for r in self.requests if r.path.endswith(endpoint)]
+
+    def embedded_texts(self) -> list[str]:
+        """Every input received by the embeddings endpoint, in order, faulty requests included."""
+        texts: list[str] = []
+        for request in self.requests_to("/embeddings"):
+            inputs = (request.body or {}).get("input") if isinstance(request.body, dict) else None
+            texts.extend([inputs] if isinstance(inputs, str) else list(inputs or []))
+        return texts
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    # -- used by the handler -------------------------------------------------
+    def _record(self, request: RecordedRequest) -> Fault | None:
+        """Store the request and take the next fault, atomically."""
+        with self._lock:
+            self._requests.append(request)
+            return self._faults.pop(0) if self._faults else None
+
+    def _embeddings(self, body: dict) -> dict:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _BadRequest("you must provide a model parameter", "model")
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+            raise _BadRequest("'input' must be a non-empty string or list of strings", "input")
+        if any(t == "" for t in inputs):
+            raise _BadRequest("'$.input' is invalid: empty strings are not accepted", "input")
+        width = body.get("dimensions", self.width)
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise _BadRequest("'dimensions' must be a positive integer", "dimensions")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise _BadRequest("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+        data = []
+        for index, text in enumerate(inputs):
+            vector = embedding_for(text, width)
+            if encoding == "base64":
+                vector = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        if self.reverse_data:
+            data.reverse()
+        tokens = sum(max(len(t.split()), 1) for t in inputs)
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _chat(self, body: dict) -> dict:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _BadRequest("you must provide a model parameter", "model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise _BadRequest("'messages' must be a non-empty list of messages", "messages")
+        n = body.get("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _BadRequest("'n' must be a positive integer", "n")
+        reply = self.chat_reply or _echo_last_user_message
+        choices = []
+        for index in range(n):
+            content = reply(body)
+            if not isinstance(content, str):
+                raise TypeError(f"chat_reply must return a str, got {type(content).__name__}.")
+            choices.append({
+                "index": index,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            })
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        completion_tokens = sum(len(c["message"]["content"].split()) for c in choices)
+        digest = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=8).hexdigest()
+        return {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def _echo_last_user_message(body: dict) -> str:
+    for message in reversed(body["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers one request per connection on behalf of an :class:`OpenAIServer`."""
+
+    server_state: OpenAIServer  # set on the per-server subclass
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+        pass
+
+    def do_GET(self):  # noqa: N802
+        self._read_and_record(b"")
+        self._send_json(404, _error_body(404, f"Unknown request URL: GET {self.path}."))
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        state = self.server_state
+        body, fault = self._read_and_record(raw)
+        if fault is not None:
+            if fault.delay and state._stopping.wait(fault.delay):
+                return  # the server is stopping: drop the answer
+            if not fault.answer_normally:
+                self._send_fault(fault)
+                return
+        if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            self._send_json(401, _error_body(401))
+            return
+        if body is None:
+            self._send_json(400, _error_body(400, "We could not parse the JSON body of your request."))
+            return
+        try:
+            if self.path.rstrip("/") == "/v1/embeddings":
+                answer = state._embeddings(body)
+            elif self.path.rstrip("/") == "/v1/chat/completions":
+                answer = state._chat(body)
+            else:
+                self._send_json(404, _error_body(404, f"Unknown request URL: POST {self.path}."))
+                return
+        except _BadRequest as exc:
+            self._send_json(400, _error_body(400, str(exc), param=exc.param))
+            return
+        except Exception as exc:  # a broken chat_reply: answer 500 rather than hang the client
+            self._send_json(500, _error_body(500, f"{type(exc).__name__}: {exc}"))
+            return
+        self._send_json(200, answer)
+
+    def _read_and_record(self, raw: bytes) -> tuple[Any, Fault | None]:
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        request = RecordedRequest(
+            path=self.path,
+            body=body,
+            authorization=self.headers.get("Authorization"),
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+        return body, self.server_state._record(request)
+
+    def _send_fault(self, fault: Fault) -> None:
+        if isinstance(fault.body, bytes):
+            self._send(fault.status, fault.body, fault.headers)
+            return
+        body = fault.body
+        if body is None:
+            message = None
+            if fault.echo_key:
+                message = f"Incorrect API key provided: {self.headers.get('Authorization', '')}."
+            body = _error_body(fault.status, message)
+        self._send_json(fault.status, body, fault.headers)
+
+    def _send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        merged = {"Content-Type": "application/json"}
+        merged.update(headers or {})
+        self._send(status, json.dumps(payload).encode("utf-8"), merged)
+
+    def _send(self, status: int, data: bytes, headers: dict) -> None:
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout ran out first)

@@ -1,0 +1,261 @@
+import hashlib
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from skcrosstune.cache import QueryCache, query_through_cache
+
+
+def fake_vector(item):
+    """What a deterministic black box would answer for ``item``."""
+    text = item if isinstance(item, str) else " | ".join(item)
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(4).astype(np.float32) + len(text)
+
+
+class CountingBlackBox:
+    def __init__(self):
+        self.sent = []
+
+    def __call__(self, batch):
+        self.sent.extend(batch)
+        return np.stack([fake_vector(item) for item in batch])
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+
+
+def test_each_unique_item_is_queried_once_and_then_served_from_disk(cache):
+    box = CountingBlackBox()
+    items = ["a", "b", "a", ("p", "h"), "b"]
+    out, report = query_through_cache(items, box, cache=cache, batch_size=2)
+    assert sorted(map(str, box.sent)) == sorted(map(str, ["a", "b", ("p", "h")]))
+    assert (report.n_items, report.n_unique, report.n_cached, report.n_queried) == (5, 3, 0, 3)
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[3], fake_vector(("p", "h")))
+
+    # A new process would open a new QueryCache on the same folder.
+    reopened = QueryCache(cache.directory, dict(cache.fingerprint))
+    box2 = CountingBlackBox()
+    out2, report2 = query_through_cache(items + ["c"], box2, cache=reopened, batch_size=2)
+    assert box2.sent == ["c"]
+    assert (report2.n_cached, report2.n_queried) == (3, 1)
+    np.testing.assert_array_equal(out2[:5], out)
+
+
+def test_overlapping_folds_pay_for_the_union_only(cache):
+    texts = [f"text {i}" for i in range(30)]
+    box = CountingBlackBox()
+    for fold in range(5):  # what GridSearchCV's folds would ask for
+        subset = [t for i, t in enumerate(texts) if i % 5 != fold]
+        query_through_cache(subset, box, cache=cache, batch_size=7)
+    assert sorted(box.sent) == sorted(texts)
+
+
+def test_a_pair_and_a_single_text_never_share_an_entry(cache):
+    assert cache.key(("a", "b")) != cache.key("a | b")
+    assert cache.key(("a", "b")) != cache.key(("b", "a"))
+    assert cache.key("a") != QueryCache(cache.directory, {"backend": "fake", "model": "m2"}).key("a")
+
+
+def test_another_fingerprint_never_answers(cache):
+    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=4)
+    other = QueryCache(cache.directory, {"backend": "fake", "model": "m2"})
+    box = CountingBlackBox()
+    query_through_cache(["a"], box, cache=other, batch_size=4)
+    assert box.sent == ["a"]
+    assert other.path != cache.path
+
+
+def test_disabled_cache_still_deduplicates():
+    box = CountingBlackBox()
+    out, report = query_through_cache(["x", "x", "y"], box, cache=None, batch_size=8)
+    assert box.sent == ["x", "y"] and report.n_queried == 2
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_misses_are_batched_longest_first(cache):
+    batches = []
+
+    def box(batch):
+        batches.append(list(batch))
+        return np.stack([fake_vector(t) for t in batch])
+
+    query_through_cache(["bb", "a", "dddd", "ccc"], box, cache=cache, batch_size=2, sort_key=len)
+    assert batches == [["dddd", "ccc"], ["bb", "a"]]
+
+
+def test_storage_is_raw_float_bytes_not_pickle(cache):
+    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=1)
+    with sqlite3.connect(cache.path) as conn:
+        dtype, shape, data = conn.execute("SELECT dtype, shape, data FROM entries").fetchone()
+    assert dtype == "<f4" and shape == "[4]"
+    np.testing.assert_array_equal(np.frombuffer(data, dtype="<f4"), fake_vector("a"))
+
+
+def test_a_corrupted_entry_is_detected_and_recomputed(cache):
+    query_through_cache(["a", "b"], CountingBlackBox(), cache=cache, batch_size=4)
+    cache.close()
+    key = cache.key("a")
+    with sqlite3.connect(cache.path) as conn:
+        (data,) = conn.execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
+        flipped = bytes([data[0] ^ 0xFF]) + data[1:]
+        conn.execute("UPDATE entries SET data = ? WHERE key = ?", (flipped, key))
+    box = CountingBlackBox()
+    out, report = query_through_cache(["a", "b"], box, cache=cache, batch_size=4)
+    assert box.sent == ["a"]
+    assert report.n_corrupt == 1 and report.n_cached == 1
+    np.testing.assert_array_equal(out[0], fake_vector("a"))
+    # and the repaired entry is served again
+    box2 = CountingBlackBox()
+    query_through_cache(["a"], box2, cache=cache, batch_size=4)
+    assert box2.sent == []
+
+
+def test_a_truncated_entry_is_never_returned(cache):
+    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=4)
+    cache.close()
+    with sqlite3.connect(cache.path) as conn:
+        conn.execute("UPDATE entries SET data = substr(data, 1, 6)")
+    box = CountingBlackBox()
+    out, report = query_through_cache(["a"], box, cache=cache, batch_size=4)
+    assert box.sent == ["a"] and report.n_corrupt == 1
+    np.testing.assert_array_equal(out[0], fake_vector("a"))
+
+
+def test_an_unreadable_database_file_is_moved_aside(cache):
+    cache.directory.mkdir(parents=True)
+    cache.path.write_bytes(b"this is not a database" * 100)
+    box = CountingBlackBox()
+    with pytest.warns(RuntimeWarning, match="could not be read"):
+        out, _ = query_through_cache(["a"], box, cache=cache, batch_size=4)
+    assert box.sent == ["a"]
+    assert any(".corrupt-" in p.name for p in cache.directory.iterdir())
+    np.testing.assert_array_equal(out[0], fake_vector("a"))
+
+
+def test_a_failure_midway_keeps_every_finished_batch(cache):
+    calls = {"n": 0}
+
+    def flaky(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionError("the black box went away")
+        return np.stack([fake_vector(t) for t in batch])
+
+    texts = [f"t{i}" for i in range(10)]
+    with pytest.raises(ConnectionError):
+        query_through_cache(texts, flaky, cache=cache, batch_size=2)
+    box = CountingBlackBox()
+    _, report = query_through_cache(texts, box, cache=cache, batch_size=2)
+    assert report.n_cached == 4 and len(box.sent) == 6
+
+
+def test_the_cache_pickles_without_its_connection(cache):
+    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=1)
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone._connection is None
+    box = CountingBlackBox()
+    query_through_cache(["a"], box, cache=clone, batch_size=1)
+    assert box.sent == []
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_cache import fake_vector
+    from skcrosstune.cache import QueryCache, query_through_cache
+
+    cache = QueryCache({directory!r}, {{"backend": "fake", "model": "m1"}})
+    texts = [f"text {{i}}" for i in range({start}, {stop})]
+
+    def box(batch):
+        time.sleep({delay})
+        out = np.stack([fake_vector(t) for t in batch])
+        print("batch", len(batch), flush=True)
+        return out
+
+    def stored(n):
+        print("stored", n, flush=True)
+
+    query_through_cache(texts, box, cache=cache, batch_size={batch}, progress=stored)
+    print("done", flush=True)
+    """
+)
+
+
+def _worker(tmp_path, start, stop, delay=0.0, batch=5):
+    code = WORKER.format(
+        tests=os.path.dirname(__file__), directory=str(tmp_path / "cache"),
+        start=start, stop=stop, delay=delay, batch=batch,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
+    # Overlapping ranges: both processes write texts 100..199 at the same time.
+    procs = [_worker(tmp_path, 0, 200, batch=7), _worker(tmp_path, 100, 300, batch=5)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "done" in out
+    cache = QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+    assert len(cache) == 300
+    texts = [f"text {i}" for i in range(300)]
+    stored, n_corrupt = cache.get_many([cache.key(t) for t in texts])
+    assert n_corrupt == 0 and len(stored) == 300
+    # The values are exactly what a worker computed (checked in a worker-like subprocess).
+    check = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, numpy as np
+            sys.path.insert(0, {os.path.dirname(__file__)!r})
+            from test_cache import fake_vector
+            from skcrosstune.cache import QueryCache
+            cache = QueryCache({str(tmp_path / "cache")!r}, {{"backend": "fake", "model": "m1"}})
+            texts = [f"text {{i}}" for i in range(300)]
+            stored, bad = cache.get_many([cache.key(t) for t in texts])
+            assert bad == 0
+            assert all(np.array_equal(stored[cache.key(t)], fake_vector(t)) for t in texts)
+            print("ok")
+        """)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert check.stdout.strip() == "ok", check.stderr
+
+
+def test_a_run_killed_midway_resumes_without_requerying(tmp_path):
+    proc = _worker(tmp_path, 0, 40, delay=0.3, batch=4)
+    finished = 0
+    deadline = time.time() + 60
+    while finished < 3 and time.time() < deadline:
+        line = proc.stdout.readline()
+        finished += line.startswith("stored")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert finished >= 3
+
+    cache = QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+    done = len(cache)
+    assert 4 * finished <= done < 40  # every batch reported as stored survived the kill
+
+    resumed = _worker(tmp_path, 0, 40, delay=0.0, batch=4)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    sent = sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("batch"))
+    assert sent == 40 - done
+    assert len(cache) == 40

@@ -287,7 +287,7 @@ class OpenAIServer:
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-test-server", daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="openai-test-server", daemon=True
         )
         self._thread.start()
         return self

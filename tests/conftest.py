@@ -1,16 +1,10 @@
-"""Shared fixtures: offline mode, a private cache folder, tiny local models."""
+"""Shared fixtures: a private cache folder, tiny local models (offline mode is set in ../conftest.py)."""
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import pytest  # noqa: E402
-
-from ._tiny_models import make_tiny_masked_lm  # noqa: E402
+from ._tiny_models import make_tiny_masked_lm
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from .embedder import BlackBoxEmbedder
 
 
 def main(argv=None) -> float:
+    """Run the demo; returns the test accuracy."""
     parser = argparse.ArgumentParser(prog="python -m skcrosstune", description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="sst2", help="task name (default: the bundled sst2)")
     parser.add_argument("--shots", type=int, default=16, help="examples per class, 1 to 16")

@@ -25,8 +25,7 @@ def resolve_device(device: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         warnings.warn(
-            f"device={device!r} was requested but CUDA is not available here; "
-            "using the CPU instead.",
+            f"device={device!r} was requested but CUDA is not available here; using the CPU instead.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -8,8 +8,9 @@ trace from inside a tokenizer, and nothing is ever dropped silently.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class TextBatch:
         """Each input as a hashable item: a str, or a ``(text, text_pair)`` tuple."""
         if self.text_pairs is None:
             return list(self.texts)
-        return list(zip(self.texts, self.text_pairs))
+        return list(zip(self.texts, self.text_pairs, strict=True))
 
 
 def _is_missing(value: Any) -> bool:
@@ -71,27 +72,19 @@ def _check_cell(value: Any, where: str, name: str) -> str:
         return value
     if _is_missing(value):
         raise ValueError(
-            f"{name} contains a missing value ({value!r}) at {where}; "
-            "fill or drop missing texts before embedding them."
+            f"{name} contains a missing value ({value!r}) at {where}; fill or drop missing texts before embedding them."
         )
-    raise TypeError(
-        f"{name} must contain only strings, but found {type(value).__name__} "
-        f"{value!r} at {where}."
-    )
+    raise TypeError(f"{name} must contain only strings, but found {type(value).__name__} {value!r} at {where}.")
 
 
 def _rows_from_container(X: Any, name: str):
     """Turn any accepted container into (rows, feature_names, two_d)."""
     feature_names = None
     if X is None:
-        raise TypeError(
-            f"{name} must be a collection of texts (list, array, Series or "
-            "DataFrame of str), got None."
-        )
+        raise TypeError(f"{name} must be a collection of texts (list, array, Series or DataFrame of str), got None.")
     if isinstance(X, (str, bytes)):
         raise TypeError(
-            f"{name} must be a collection of texts, not a single "
-            f"{type(X).__name__}; wrap it in a list: [{X!r:.40}]."
+            f"{name} must be a collection of texts, not a single {type(X).__name__}; wrap it in a list: [{X!r:.40}]."
         )
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # pandas DataFrame
         columns = list(X.columns)
@@ -105,8 +98,7 @@ def _rows_from_container(X: Any, name: str):
             raise TypeError(f"{name} must be a collection of texts, got a 0-d array.")
         if X.ndim > 2:
             raise ValueError(
-                f"{name} must be 1-D (texts) or 2-D with 2 columns (sentence "
-                f"pairs), got an array of shape {X.shape}."
+                f"{name} must be 1-D (texts) or 2-D with 2 columns (sentence pairs), got an array of shape {X.shape}."
             )
         if X.dtype.kind in "biufc":
             raise TypeError(
@@ -116,9 +108,7 @@ def _rows_from_container(X: Any, name: str):
             )
         return X.astype(object, copy=False), None, X.ndim == 2
     if not isinstance(X, Sequence) and not hasattr(X, "__iter__"):
-        raise TypeError(
-            f"{name} must be a collection of texts, got {type(X).__name__}."
-        )
+        raise TypeError(f"{name} must be a collection of texts, got {type(X).__name__}.")
     rows = list(X)
     two_d = any(isinstance(row, (tuple, list, np.ndarray)) for row in rows)
     return rows, None, two_d
@@ -164,10 +154,7 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
             texts = [_check_cell(v, f"row {i}", name) for i, v in enumerate(rows[:, 0])]
             return TextBatch(texts=texts, feature_names=feature_names)
         if width != 2:
-            raise ValueError(
-                f"{name} has {width} columns; expected 1 (texts) or 2 "
-                "(sentence pairs: text, text_pair)."
-            )
+            raise ValueError(f"{name} has {width} columns; expected 1 (texts) or 2 (sentence pairs: text, text_pair).")
         pairs = rows
     else:
         for i, row in enumerate(rows):

@@ -18,9 +18,9 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -45,8 +45,11 @@ _SQL_VARIABLE_LIMIT = 500
 
 
 def default_cache_dir() -> Path:
-    """The user cache folder: ``$SKCROSSTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/skcrosstune``,
-    else ``~/.cache/skcrosstune``."""
+    """The user cache folder.
+
+    ``$SKCROSSTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/skcrosstune``, else
+    ``~/.cache/skcrosstune``.
+    """
     env = os.environ.get("SKCROSSTUNE_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -55,9 +58,7 @@ def default_cache_dir() -> Path:
 
 
 def _canonical_json(value) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode(
-        "utf-8", "surrogatepass"
-    )
+    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 def fingerprint_digest(fingerprint: dict) -> str:
@@ -83,7 +84,7 @@ class QueryReport:
     n_queried: int = 0
     n_corrupt: int = 0
 
-    def __iadd__(self, other: "QueryReport") -> "QueryReport":
+    def __iadd__(self, other: QueryReport) -> QueryReport:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
@@ -114,6 +115,7 @@ class QueryCache:
 
     @property
     def path(self) -> Path:
+        """The SQLite file of this fingerprint."""
         return self.directory / f"{self.digest}.sqlite3"
 
     def key(self, item: Hashable) -> str:
@@ -173,6 +175,7 @@ class QueryCache:
         os.replace(tmp, target)
 
     def close(self) -> None:
+        """Close this process's connection (reopened on next use)."""
         if self._connection is not None and self._pid == os.getpid():
             self._connection.close()
         self._connection = None
@@ -228,8 +231,7 @@ class QueryCache:
         conn = self._connect()
         with _transaction(conn):
             conn.executemany(
-                "INSERT OR REPLACE INTO entries (key, dtype, shape, data, checksum) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO entries (key, dtype, shape, data, checksum) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -315,12 +317,10 @@ def query_through_cache(
         batch = missing[start : start + batch_size]
         rows = np.asarray(compute(batch))
         if len(rows) != len(batch):
-            raise RuntimeError(
-                f"The black box returned {len(rows)} answers for {len(batch)} inputs."
-            )
+            raise RuntimeError(f"The black box returned {len(rows)} answers for {len(batch)} inputs.")
         if cache is not None:
-            cache.put_many((keys[item], row) for item, row in zip(batch, rows))
-        answers.update(zip(batch, rows))
+            cache.put_many((keys[item], row) for item, row in zip(batch, rows, strict=True))
+        answers.update(zip(batch, rows, strict=True))
         report.n_queried += len(batch)
         if progress is not None:
             progress(len(batch))

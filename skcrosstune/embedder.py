@@ -26,7 +26,7 @@ DEFAULT_TEMPLATES = {False: "{text} It was {mask}.", True: "{text} ? {mask}, {te
 
 
 class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
-    """Texts in, black-box representations out, never paying twice for a query.
+    r"""Texts in, black-box representations out, never paying twice for a query.
 
     The black box is a local Hugging Face model used forward only (by default
     the embedded all-MiniLM-L6-v2), or an OpenAI-compatible embeddings API.
@@ -376,9 +376,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         items = batch.texts + batch.text_pairs if split_pairs else batch.items()
         from tqdm.auto import tqdm
 
-        with tqdm(
-            total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False
-        ) as bar:
+        with tqdm(total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False) as bar:
             states, report = query_through_cache(
                 items,
                 self.backend_.encode,
@@ -398,7 +396,10 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         if self.verbose:
             logger.info(
                 "BlackBoxEmbedder: %d inputs, %d unique, %d from cache, %d queried.",
-                report.n_items, report.n_unique, report.n_cached, report.n_queried,
+                report.n_items,
+                report.n_unique,
+                report.n_cached,
+                report.n_queried,
             )
 
     def _finish(self, states: np.ndarray) -> np.ndarray:
@@ -467,7 +468,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         if output == "probs":
             scores = np.exp(scores)
         bounds = np.cumsum([0] + [len(g) for g in groups])
-        reduced = [scores[:, lo:hi].max(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        reduced = [scores[:, lo:hi].max(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
         return np.stack(reduced, axis=1).astype(np.float32)
 
     # -------------------------------------------------------------- sklearn
@@ -502,8 +503,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 def _label_word_groups(label_words) -> list[list[str]]:
     if isinstance(label_words, (str, bytes)) or label_words is None:
         raise TypeError(
-            "label_words must be a sequence with one entry per class (a word or a list of words), "
-            f"got {label_words!r}."
+            f"label_words must be a sequence with one entry per class (a word or a list of words), got {label_words!r}."
         )
     groups = []
     for i, entry in enumerate(label_words):

@@ -29,9 +29,10 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -190,7 +191,9 @@ _ERROR_TYPES = {
 
 
 def _error_body(status: int, message: str | None = None, *, param: str | None = None) -> dict:
-    kind, code, default = _ERROR_TYPES.get(status, ("server_error", None, "The server had an error processing your request."))
+    kind, code, default = _ERROR_TYPES.get(
+        status, ("server_error", None, "The server had an error processing your request.")
+    )
     return {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
 
 
@@ -258,8 +261,14 @@ class OpenAIServer:
     socket outlives a test.
     """
 
-    def __init__(self, *, api_key: str | None = None, width: int = DEFAULT_WIDTH,
-                 chat_reply: Callable[[dict], str] | None = None, reverse_data: bool = False):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        width: int = DEFAULT_WIDTH,
+        chat_reply: Callable[[dict], str] | None = None,
+        reverse_data: bool = False,
+    ):
         self.api_key = api_key
         self.reverse_data = reverse_data
         self.width = width
@@ -272,7 +281,7 @@ class OpenAIServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         """Bind ``127.0.0.1`` on a free port and serve in a daemon thread.
 
         Returns
@@ -303,7 +312,7 @@ class OpenAIServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "OpenAIServer":
+    def __enter__(self) -> OpenAIServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -424,12 +433,14 @@ class OpenAIServer:
             content = reply(body)
             if not isinstance(content, str):
                 raise TypeError(f"chat_reply must return a str, got {type(content).__name__}.")
-            choices.append({
-                "index": index,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            })
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            )
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         completion_tokens = sum(len(c["message"]["content"].split()) for c in choices)
         digest = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=8).hexdigest()

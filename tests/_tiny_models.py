@@ -28,13 +28,20 @@ def make_tiny_masked_lm(kind: str, folder: Path) -> Path:
     torch.manual_seed(0)
     folder = Path(folder)
     if kind == "bert":
-        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS)) + list("abcdefghijklmnopqrstuvwxyz.,?!")
+        vocab = (
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS)) + list("abcdefghijklmnopqrstuvwxyz.,?!")
+        )
         vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
         (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
         tokenizer = _build(BertTokenizerFast, vocab=str(folder / "vocab.txt"), do_lower_case=True)
         config = BertConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            type_vocab_size=2,
         )
         model = BertForMaskedLM(config)
     elif kind == "roberta":
@@ -42,18 +49,28 @@ def make_tiny_masked_lm(kind: str, folder: Path) -> Path:
 
         bpe = ByteLevelBPETokenizer()
         bpe.train_from_iterator(
-            CORPUS, vocab_size=600, min_frequency=1,
+            CORPUS,
+            vocab_size=600,
+            min_frequency=1,
             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         )
         bpe.save_model(str(folder))
         tokenizer = _build(
-            RobertaTokenizerFast, vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+            RobertaTokenizerFast,
+            vocab=str(folder / "vocab.json"),
+            merges=str(folder / "merges.txt"),
             model_max_length=64,
         )
         config = RobertaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=66, type_vocab_size=1,
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=66,
+            type_vocab_size=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
         model = RobertaForMaskedLM(config)

@@ -328,8 +328,14 @@ def test_client_errors_are_not_retried(openai_server, tmp_path, sleeps, status):
 
 
 def test_exhausted_quota_is_not_retried(openai_server, tmp_path, sleeps):
-    quota = {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
-                       "param": None, "code": "insufficient_quota"}}
+    quota = {
+        "error": {
+            "message": "You exceeded your current quota.",
+            "type": "insufficient_quota",
+            "param": None,
+            "code": "insufficient_quota",
+        }
+    }
     openai_server.push(Fault(status=429, body=quota))
     embedder = make_embedder(openai_server, tmp_path, dimensions=8, max_retries=5).fit(TEXTS)
     with pytest.raises(BlackBoxError, match="quota"):
@@ -446,9 +452,7 @@ def test_server_chat_completions_and_loopback_binding(openai_server):
     openai_server.chat_reply = lambda body: f"label: {body['messages'][-1]['content'].upper()}"
     client = openai.OpenAI(base_url=openai_server.url, api_key="k", max_retries=0, timeout=5)
 
-    reply = client.chat.completions.create(
-        model="test-chat", messages=[{"role": "user", "content": "great film"}], n=2
-    )
+    reply = client.chat.completions.create(model="test-chat", messages=[{"role": "user", "content": "great film"}], n=2)
 
     assert [c.message.content for c in reply.choices] == ["label: GREAT FILM"] * 2
     assert reply.choices[0].finish_reason == "stop" and reply.model == "test-chat"

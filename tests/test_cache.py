@@ -199,12 +199,14 @@ WORKER = textwrap.dedent(
 
 def _worker(tmp_path, start, stop, delay=0.0, batch=5):
     code = WORKER.format(
-        tests=os.path.dirname(__file__), directory=str(tmp_path / "cache"),
-        start=start, stop=stop, delay=delay, batch=batch,
+        tests=os.path.dirname(__file__),
+        directory=str(tmp_path / "cache"),
+        start=start,
+        stop=stop,
+        delay=delay,
+        batch=batch,
     )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
@@ -221,7 +223,10 @@ def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
     assert n_corrupt == 0 and len(stored) == 300
     # The values are exactly what a worker computed (checked in a worker-like subprocess).
     check = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, numpy as np
             sys.path.insert(0, {os.path.dirname(__file__)!r})
             from test_cache import fake_vector
@@ -232,8 +237,11 @@ def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
             assert bad == 0
             assert all(np.array_equal(stored[cache.key(t)], fake_vector(t)) for t in texts)
             print("ok")
-        """)],
-        capture_output=True, text=True, timeout=120,
+        """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert check.stdout.strip() == "ok", check.stderr
 

@@ -236,7 +236,9 @@ def test_a_gpu_configured_embedder_works_on_a_cpu_only_machine(tiny_bert):
 
 
 def test_gridsearch_over_a_pipeline_queries_each_text_once(tiny_bert, count_queries):
-    texts = [f"{w} {v}" for w in ["great", "awful", "fine", "dull"] for v in ["movie", "plot", "story", "acting", "scene"]]
+    texts = [
+        f"{w} {v}" for w in ["great", "awful", "fine", "dull"] for v in ["movie", "plot", "story", "acting", "scene"]
+    ]
     y = np.array([i % 2 for i in range(len(texts))])
     pipe = make_pipeline(BlackBoxEmbedder(str(tiny_bert)), LogisticRegression())
     search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=4).fit(texts, y)
@@ -363,7 +365,9 @@ def test_mask_state_and_label_word_scores_match_a_direct_forward_pass(model, req
     np.testing.assert_allclose(states, out.hidden_states[-1][at_mask].numpy(), atol=1e-4)
     logits = out.logits[at_mask]
     word = {w: tokenizer(" " + w, add_special_tokens=False)["input_ids"][0] for w in ["bad", "great", "good"]}
-    expected = torch.stack([logits[:, word["bad"]], torch.maximum(logits[:, word["great"]], logits[:, word["good"]])], 1)
+    expected = torch.stack(
+        [logits[:, word["bad"]], torch.maximum(logits[:, word["great"]], logits[:, word["good"]])], 1
+    )
     np.testing.assert_allclose(scores, expected.numpy(), atol=1e-4)
 
     probs = embedder.label_word_scores(texts, ["bad", "great"], output="probs")

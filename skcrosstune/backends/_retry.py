@@ -15,8 +15,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from .base import BlackBoxError
 
@@ -27,8 +28,10 @@ T = TypeVar("T")
 
 
 def _retry_after(exc) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After``
-    (seconds or an HTTP date), else None."""
+    """Seconds the server asked to wait, or None.
+
+    ``retry-after-ms`` wins over ``Retry-After``, which may be seconds or an HTTP date.
+    """
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     millis = headers.get("retry-after-ms")
@@ -104,19 +107,17 @@ def call_with_retries(
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             # A JSONDecodeError means the client could not parse a 2xx body:
             # a truncated answer or an error page from a proxy.
-            text = f"the response body was not valid JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            text = (
+                f"the response body was not valid JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            )
             message = _scrub(text, secret)
             if not _is_retryable(exc):
                 status = getattr(exc, "status_code", None)
                 raise BlackBoxError(
-                    f"The {what} refused the request"
-                    + (f" with HTTP {status}" if status else "")
-                    + f": {message}"
+                    f"The {what} refused the request" + (f" with HTTP {status}" if status else "") + f": {message}"
                 ) from None
             if attempt == max_retries:
-                raise BlackBoxError(
-                    f"The {what} still failed after {max_retries + 1} attempts: {message}"
-                ) from None
+                raise BlackBoxError(f"The {what} still failed after {max_retries + 1} attempts: {message}") from None
             delay = min(max_delay, base_delay * 2**attempt) * rng.uniform(0.5, 1.0)
             hint = _retry_after(exc)
             if hint is not None:

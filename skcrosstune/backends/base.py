@@ -10,7 +10,7 @@ decides what is actually sent to it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -50,5 +50,5 @@ class Backend(ABC):
         """Scores of vocabulary entries at the mask, computed from cached states."""
         raise NotImplementedError(f"{type(self).__name__} gives no label-word scores.")
 
-    def release(self) -> None:
+    def release(self) -> None:  # noqa: B027 - optional hook, nothing to drop by default
         """Drop loaded models and clients; they are rebuilt on the next query."""

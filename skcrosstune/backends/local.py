@@ -16,8 +16,8 @@ import functools
 import hashlib
 import json
 import warnings
+from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Hashable, Sequence
 
 import numpy as np
 
@@ -73,9 +73,7 @@ def _content_digest(path: str, size: int, mtime_ns: int) -> str:
 def weights_digest(folder: Path) -> str:
     """A digest of a model folder's config and weight files (memoised per file state)."""
     h = hashlib.blake2b(digest_size=16)
-    files = sorted(
-        p for p in folder.iterdir() if p.name == "config.json" or p.name.endswith(_WEIGHT_SUFFIXES)
-    )
+    files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.name.endswith(_WEIGHT_SUFFIXES))
     for p in files:
         stat = p.stat()
         h.update(p.name.encode())
@@ -148,10 +146,12 @@ class LocalBackend(Backend):
 
     @property
     def supports_label_words(self) -> bool:
+        """Label-word scores need the mask state of a masked LM."""
         return self.pooling == "mask"
 
     # -- identity --------------------------------------------------------
     def fingerprint(self) -> dict:
+        """Weights digest (not the name: a folder and its alias share entries) and query settings."""
         return {
             "backend": "local",
             "weights": self._digest,
@@ -162,6 +162,7 @@ class LocalBackend(Backend):
 
     @property
     def dimension(self) -> int:
+        """The hidden size, read from the model's config."""
         for name in ("hidden_size", "d_model", "dim"):
             if name in self.config:
                 return int(self.config[name])
@@ -169,6 +170,7 @@ class LocalBackend(Backend):
 
     @functools.cached_property
     def token_limit(self) -> int:
+        """``max_length``, else the model's own limit."""
         if self.max_length is not None:
             return int(self.max_length)
         st_config = self.path / "sentence_bert_config.json"
@@ -188,11 +190,13 @@ class LocalBackend(Backend):
     # -- loading ---------------------------------------------------------
     @property
     def loaded(self):
+        """``(tokenizer, model, device)``, loaded on first use and shared by clones."""
         device = resolve_device(self.device)
         tokenizer, model = _load(str(self.path), self.pooling == "mask", device)
         return tokenizer, model, device
 
     def release(self) -> None:
+        """Forget loaded models; the next query loads again."""
         _load.cache_clear()
 
     def __getstate__(self):
@@ -202,15 +206,14 @@ class LocalBackend(Backend):
 
     # -- querying --------------------------------------------------------
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
+        """One forward pass over a batch; pooled last-layer states as float32."""
         import torch
 
         tokenizer, model, device = self.loaded
         inputs = self._tokenize(tokenizer, list(items)).to(device)
         encoder = model.base_model if self.pooling == "mask" else model
         amp = autocast_dtype(device)
-        autocast = (
-            torch.autocast(device_type="cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
-        )
+        autocast = torch.autocast(device_type="cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             hidden = encoder(**inputs).last_hidden_state
             if self.pooling == "cls":
@@ -229,11 +232,11 @@ class LocalBackend(Backend):
         if self.template is None:
             if isinstance(items[0], str):
                 return tokenizer(items, **kwargs)
-            first, second = zip(*items)
+            first, second = zip(*items, strict=True)
             return tokenizer(list(first), list(second), **kwargs)
         parts = [[item] if isinstance(item, str) else list(item) for item in items]
         if self.pooling == "mask":
-            for i, texts in enumerate(parts):
+            for texts in parts:
                 if any(tokenizer.mask_token in t for t in texts):
                     raise ValueError(
                         f"An input contains the literal mask token {tokenizer.mask_token!r}, "
@@ -325,4 +328,3 @@ def _cut_longest(tokenizer, texts: list, excess: int) -> list:
 def _read_json(path: Path) -> dict:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-

@@ -93,7 +93,7 @@ class OpenAIEmbeddingBackend(Backend):
                         f"the API key for {self.endpoint} (api_key_env names the variable)."
                     )
                 self._secret = key
-            self._client = openai.OpenAI(api_key=key, base_url=self.endpoint, max_retries=0, timeout=60)
+            self._client = openai.OpenAI(api_key=key, base_url=self.endpoint, max_retries=0, timeout=self.timeout)
         return self._client
 
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:

@@ -133,9 +133,18 @@ def load_fewshot(task: str, shots: int = 16, seed: int = 13, *, data_home=None) 
         X_train, y_train = _subsample(X_train, y_train, shots, rng, meta["labels"])
         X_dev, y_dev = _subsample(X_dev, y_dev, shots, rng, meta["labels"])
     return Bunch(
-        X_train=X_train, y_train=y_train, X_dev=X_dev, y_dev=y_dev, X_test=X_test, y_test=y_test,
-        labels=list(meta["labels"]), kind=meta.get("kind", "single"), task=task, shots=shots,
-        seed=seed, meta=meta,
+        X_train=X_train,
+        y_train=y_train,
+        X_dev=X_dev,
+        y_dev=y_dev,
+        X_test=X_test,
+        y_test=y_test,
+        labels=list(meta["labels"]),
+        kind=meta.get("kind", "single"),
+        task=task,
+        shots=shots,
+        seed=seed,
+        meta=meta,
     )
 
 

@@ -8,7 +8,7 @@ from every error message.
 from __future__ import annotations
 
 import os
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -25,7 +25,9 @@ def split_api_model(model: str) -> str | None:
     if isinstance(model, str) and model.startswith(API_PREFIX):
         name = model[len(API_PREFIX) :]
         if not name:
-            raise ValueError("model='openai:' needs a model name after the colon, e.g. 'openai:text-embedding-3-small'.")
+            raise ValueError(
+                "model='openai:' needs a model name after the colon, e.g. 'openai:text-embedding-3-small'."
+            )
         return name
     return None
 
@@ -51,8 +53,17 @@ class OpenAIEmbeddingBackend(Backend):
     supports_joint_pairs = True
     pair_separator = "\n"
 
-    def __init__(self, model, *, base_url=None, api_key_env="OPENAI_API_KEY", dimensions=None,
-                 batch_size=64, timeout=60.0, max_retries=5):
+    def __init__(
+        self,
+        model,
+        *,
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        dimensions=None,
+        batch_size=64,
+        timeout=60.0,
+        max_retries=5,
+    ):
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -64,6 +75,7 @@ class OpenAIEmbeddingBackend(Backend):
         self._secret = None
 
     def fingerprint(self) -> dict:
+        """The endpoint and model: the same name elsewhere may answer differently."""
         return {
             "backend": "openai",
             "base_url": self.endpoint,
@@ -73,10 +85,12 @@ class OpenAIEmbeddingBackend(Backend):
 
     @property
     def endpoint(self) -> str:
+        """The base URL requests go to."""
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
 
     @property
     def dimension(self) -> int | None:
+        """``dimensions`` when requested; else only a query can tell."""
         return self.dimensions
 
     def _get_client(self):
@@ -97,11 +111,10 @@ class OpenAIEmbeddingBackend(Backend):
         return self._client
 
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
+        """One embeddings request for a batch, retried on transient faults."""
         client = self._get_client()
         # Endpoints reject empty strings; a lone space stands in (the cache key keeps "").
-        texts = [
-            (item if isinstance(item, str) else self.pair_separator.join(item)) or " " for item in items
-        ]
+        texts = [(item if isinstance(item, str) else self.pair_separator.join(item)) or " " for item in items]
         extra = {} if self.dimensions is None else {"dimensions": self.dimensions}
         response = call_with_retries(
             lambda: client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra),
@@ -117,6 +130,7 @@ class OpenAIEmbeddingBackend(Backend):
         return np.asarray([row.embedding for row in rows], dtype=np.float32)
 
     def release(self) -> None:
+        """Drop the client and the key it holds."""
         self._client = None
         self._secret = None
 

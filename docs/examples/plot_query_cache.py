@@ -46,8 +46,9 @@ print(f"second pass: {again.n_queries_} queries, {again.n_cache_hits_} cache hit
 # %%
 # Only the new texts are sent
 # ---------------------------
-# Mixing known and new texts queries just the new ones; a text repeated in a
-# batch is queried once.
+# Here 8 known training sentences come with 8 new dev sentences, the new ones
+# twice. Only the new ones are queried, and once each. The counters add up
+# from ``fit`` on, so they now include the second pass.
 mixed = data.X_train[:8] + data.X_dev[:8] + data.X_dev[:8]
 again.transform(mixed)
 print(f"after a mixed batch: {again.n_queries_} queries, {again.n_cache_hits_} cache hits")
@@ -59,7 +60,7 @@ print(f"after a mixed batch: {again.n_queries_} queries, {again.n_cache_hits_} c
 # that fingerprint. A setting that changes the answers, such as the token
 # budget ``max_length``, makes a new fingerprint and so a separate store.
 BlackBoxEmbedder(cache_dir=cache_dir, max_length=32).fit_transform(data.X_train[:4])
-for path in sorted(Path(cache_dir).glob("*.*")):
+for path in sorted(Path(cache_dir).iterdir()):
     if path.suffix in {".sqlite3", ".json"}:
         print(path.name)
 print(Path(cache_dir, f"{embedder.cache_.digest}.json").read_text())

@@ -204,6 +204,15 @@ class LocalBackend(Backend):
         state.pop("token_limit", None)
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # The folder may sit elsewhere on the unpickling machine (the embedded
+        # default lives in site-packages): find it again by the model name.
+        try:
+            self.path = resolve_model_path(self.model)
+        except ValueError:
+            pass  # keep the recorded folder; loading will say what is missing
+
     # -- querying --------------------------------------------------------
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """One forward pass over a batch; pooled last-layer states as float32."""

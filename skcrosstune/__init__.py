@@ -1,8 +1,9 @@
 """skcrosstune: few-shot text classification on black-box language models, the scikit-learn way."""
 
 from .backends import BlackBoxError
+from .crosstune import CrossTuneClassifier
 from .embedder import BlackBoxEmbedder
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BlackBoxEmbedder", "BlackBoxError", "__version__"]
+__all__ = ["BlackBoxEmbedder", "BlackBoxError", "CrossTuneClassifier", "__version__"]

@@ -178,3 +178,68 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
         texts.append(_check_cell(a, f"row {i}, column 0", name))
         text_pairs.append(_check_cell(b, f"row {i}, column 1", name))
     return TextBatch(texts=texts, text_pairs=text_pairs, feature_names=feature_names)
+
+
+def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Validate class labels of any type; return ``(classes, y_index)``.
+
+    Raises
+    ------
+    ValueError
+        For a length that does not match the inputs, missing values, or a
+        single class.
+    """
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import column_or_1d
+
+    if y is None:
+        raise ValueError(f"This classifier requires y to be passed, but the target {name} is None.")
+    y = column_or_1d(np.asarray(y), warn=True)
+    if len(y) != n_samples:
+        raise ValueError(f"{name} has {len(y)} labels for {n_samples} inputs; they must match one to one.")
+    missing = [i for i, v in enumerate(y) if _is_missing(v)]
+    if missing:
+        raise ValueError(f"{name} has missing labels (None/NaN) at positions {missing[:10]}.")
+    check_classification_targets(y)
+    classes, y_index = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{name} has only one class ({classes[0]!r}); at least two are needed.")
+    return classes, y_index
+
+
+def check_label_descriptions(descriptions: Any, classes: np.ndarray) -> list[list[str]]:
+    """One or more description texts per class, in the order of ``classes``.
+
+    ``None`` builds a description from each label name (``"not_entailment"``
+    reads ``"not entailment"``). Otherwise a dict label -> str or list of str
+    that covers every class and names no unknown label.
+    """
+    if descriptions is None:
+        return [[str(label).replace("_", " ").replace("/", " / ")] for label in classes]
+    if not isinstance(descriptions, dict):
+        raise TypeError(
+            f"label_descriptions must be a dict label -> description(s), got {type(descriptions).__name__}."
+        )
+    known = {_label_key(c): c for c in classes}
+    unknown = [label for label in descriptions if _label_key(label) not in known]
+    if unknown:
+        raise ValueError(
+            f"label_descriptions names labels that are not in y: {unknown}; the classes are {list(classes)}."
+        )
+    given = {_label_key(label): value for label, value in descriptions.items()}
+    undescribed = [c for c in classes if _label_key(c) not in given]
+    if undescribed:
+        raise ValueError(f"label_descriptions has no description for the classes {undescribed}.")
+    out = []
+    for c in classes:
+        value = given[_label_key(c)]
+        texts = [value] if isinstance(value, str) else list(value)
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"The description of class {c!r} must be a non-empty str or list of str, got {value!r}.")
+        out.append(texts)
+    return out
+
+
+def _label_key(label: Any):
+    """Labels compare by value across numpy and Python types (np.int64(1) == 1)."""
+    return label.item() if isinstance(label, np.generic) else label

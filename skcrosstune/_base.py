@@ -1,0 +1,127 @@
+"""What every classifier on black-box representations shares.
+
+Each such classifier takes raw texts (or sentence pairs), which its nested
+``embedder`` turns into representations through the query cache, or numeric
+representations from a :class:`~skcrosstune.BlackBoxEmbedder` step earlier
+in a Pipeline. Label descriptions are embedded by the same embedder. A
+subclass supplies the method itself: ``_fit_head`` and ``_logits``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.extmath import softmax
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import check_texts
+from .embedder import BlackBoxEmbedder
+
+__all__ = ["EmbeddingHeadClassifier"]
+
+
+def _is_numeric(X) -> bool:
+    """Whether X holds numbers (representations) rather than texts."""
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):
+        return all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
+    if hasattr(X, "format") and hasattr(X, "nnz"):  # scipy sparse: numeric, refused later
+        return True
+    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and X.dtype.kind != "O":
+        return X.dtype.kind not in "USa"
+    try:
+        first = X[0]
+        first = first[0] if isinstance(first, (list, tuple, np.ndarray)) and len(first) else first
+    except (TypeError, IndexError, KeyError):
+        return False
+    return isinstance(first, (int, float, np.number)) and not isinstance(first, bool)
+
+
+class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
+    """Base class: an embedder in front, a small trained head behind."""
+
+    def _default_embedder(self, pairs: bool) -> BlackBoxEmbedder:
+        return BlackBoxEmbedder()
+
+    def _embedder_template(self, pairs: bool):
+        return self._default_embedder(pairs) if self.embedder is None else self.embedder
+
+    def _fit_representations(self, X) -> np.ndarray:
+        """Representations of the training inputs; sets ``embedder_`` and the input kind."""
+        if _is_numeric(X):
+            self.input_kind_ = "numeric"
+            self.embedder_ = None
+            return validate_data(self, X, dtype=np.float32, reset=True)
+        batch = check_texts(X)
+        self.input_kind_ = "pairs" if batch.is_pair else "texts"
+        self.embedder_ = clone(self._embedder_template(batch.is_pair)).fit(X)
+        return self.embedder_.transform(X)
+
+    def _representations(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        if self.input_kind_ == "numeric":
+            return validate_data(self, X, dtype=np.float32, reset=False)
+        if _is_numeric(X):
+            raise TypeError("This classifier was fitted on texts; give it texts, not numeric features.")
+        return self.embedder_.transform(X)
+
+    def _embed_descriptions(self, texts: list[str]) -> np.ndarray:
+        """Embed label descriptions as single texts with the black box of the inputs."""
+        template = self._embedder_template(False)
+        self.description_embedder_ = clone(template).fit(texts)
+        return self.description_embedder_.transform(texts)
+
+    def decision_function(self, X):
+        """Class scores (logits) of each input.
+
+        Parameters
+        ----------
+        X : texts, sentence pairs, or numeric representations
+            The same kind of input as seen in ``fit``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Class logits, whose softmax is ``predict_proba``; for two classes,
+            the logit difference of ``classes_[1]`` over ``classes_[0]``.
+        """
+        logits = self._logits(self._representations(X))
+        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X):
+        """Class probabilities of each input.
+
+        Parameters
+        ----------
+        X : texts, sentence pairs, or numeric representations
+            The same kind of input as seen in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return softmax(self._logits(self._representations(X)).astype(np.float64))
+
+    def predict(self, X):
+        """The most likely class of each input.
+
+        Parameters
+        ----------
+        X : texts, sentence pairs, or numeric representations
+            The same kind of input as seen in ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        scores = self._logits(self._representations(X))
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = True
+        return tags

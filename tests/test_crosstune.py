@@ -1,0 +1,206 @@
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier
+from skcrosstune.backends.local import LocalBackend
+
+POSITIVE = ["a great film", "good acting and a fine story", "fun , really funny", "the best scene", "love it"]
+NEGATIVE = ["a boring , long film", "awful plot", "the worst acting", "dull and too long", "bad , really bad"]
+TEXTS = POSITIVE + NEGATIVE
+LABELS = np.array(["pos"] * 5 + ["neg"] * 5, dtype=object)
+DESCRIPTIONS = {"pos": "great good fun best", "neg": "awful bad dull worst"}
+
+
+@pytest.fixture
+def embedder(tiny_bert):
+    return BlackBoxEmbedder(str(tiny_bert))
+
+
+def fast(**params):
+    """A small configuration, so the tests stay quick."""
+    return dict(dict(max_epochs=40, cv=0, random_state=0), **params)
+
+
+@parametrize_with_checks(
+    [CrossTuneClassifier(embedder=BlackBoxEmbedder(cache_dir=None), max_epochs=5, cv=0, random_state=0)]
+)
+def test_sklearn_common_checks_on_numeric_representations(estimator, check):
+    # The checks feed random numeric features: there is no zero-shot prior for
+    # them (widths differ from the description embeddings), which is warned about.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without the zero-shot prior", category=UserWarning)
+        check(estimator)
+
+
+def test_with_no_training_it_is_the_zero_shot_classifier(embedder):
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS, LABELS)
+    H = BlackBoxEmbedder(embedder.model).fit_transform(TEXTS)
+    E = BlackBoxEmbedder(embedder.model).fit_transform([DESCRIPTIONS["neg"], DESCRIPTIONS["pos"]])
+    cosine = H @ E.T
+    np.testing.assert_array_equal(clf.predict(TEXTS), np.array(["neg", "pos"])[cosine.argmax(1)])
+    np.testing.assert_allclose(clf.decision_function(TEXTS), (cosine[:, 1] - cosine[:, 0]) / 0.05, atol=1e-4)
+    assert clf.n_epochs_ == 0
+
+
+def test_training_fits_the_training_data(embedder):
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(max_epochs=300)).fit(TEXTS, LABELS)
+    assert clf.score(TEXTS, LABELS) == 1.0
+    proba = clf.predict_proba(TEXTS)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert list(clf.classes_) == ["neg", "pos"] and proba.shape == (10, 2)
+
+
+def test_cross_validation_keeps_the_prior_when_training_does_not_help(embedder):
+    """Random labels: held-out loss never improves on the prior, so zero epochs are chosen."""
+    rng = np.random.default_rng(0)
+    texts = [f"{a} {b}" for a in ["great", "awful", "fine", "dull", "fun", "bad"] for b in ["film", "plot", "story"]]
+    noise = rng.permutation(["x", "y"] * 9)
+    clf = CrossTuneClassifier(embedder, {"x": "great", "y": "awful"}, cv=3, random_state=0).fit(texts, noise)
+    zero_shot = CrossTuneClassifier(embedder, {"x": "great", "y": "awful"}, max_epochs=0).fit(texts, noise)
+    assert clf.n_epochs_ <= 5
+    assert np.mean(clf.predict(texts) == zero_shot.predict(texts)) >= 0.8
+
+
+def test_the_same_random_state_gives_identical_predictions(embedder):
+    a = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(cv=2, random_state=3)).fit(TEXTS, LABELS)
+    b = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(cv=2, random_state=3)).fit(TEXTS, LABELS)
+    np.testing.assert_array_equal(a.decision_function(TEXTS), b.decision_function(TEXTS))
+    c = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(random_state=4)).fit(TEXTS, LABELS)
+    d = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(random_state=5)).fit(TEXTS, LABELS)
+    assert not np.array_equal(c.decision_function(TEXTS), d.decision_function(TEXTS))
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array([1] * 5 + [0] * 5), np.array([True] * 5 + [False] * 5), [3.0] * 5 + [-1.0] * 5]
+)
+def test_labels_of_any_type(embedder, labels):
+    clf = CrossTuneClassifier(embedder, **fast()).fit(TEXTS, labels)
+    assert set(clf.predict(TEXTS)) <= set(np.asarray(labels).tolist())
+    assert clf.predict(TEXTS).dtype == np.asarray(labels).dtype
+
+
+def test_three_classes_and_several_descriptions_per_class(embedder):
+    labels = ["pos"] * 5 + ["neg"] * 3 + ["meh"] * 2
+    descriptions = {"pos": ["great", "good fun"], "neg": ["awful", "bad", "worst"], "meh": "fine"}
+    clf = CrossTuneClassifier(embedder, descriptions, **fast()).fit(TEXTS, labels)
+    assert clf.decision_function(TEXTS).shape == (10, 3)
+    assert clf.description_embeddings_.shape == (6, 32)
+    assert list(clf.classes_) == ["meh", "neg", "pos"]
+    assert clf.descriptions_ == [["fine"], ["awful", "bad", "worst"], ["great", "good fun"]]
+
+
+def test_descriptions_from_label_names_when_none_are_given(embedder):
+    clf = CrossTuneClassifier(embedder, max_epochs=0).fit(TEXTS, ["not_good"] * 5 + ["science/technology"] * 5)
+    assert clf.descriptions_ == [["not good"], ["science / technology"]]
+
+
+def test_each_description_is_one_cached_query(tiny_bert, monkeypatch):
+    sent = []
+    original = LocalBackend.encode
+    monkeypatch.setattr(LocalBackend, "encode", lambda self, items: sent.extend(items) or original(self, items))
+    clf = CrossTuneClassifier(BlackBoxEmbedder(str(tiny_bert)), DESCRIPTIONS, **fast())
+    search = GridSearchCV(clf, {"learning_rate": [1e-3, 1e-2]}, cv=2).fit(TEXTS, LABELS)
+    search.predict(TEXTS)
+    assert sorted(sent) == sorted(TEXTS + list(DESCRIPTIONS.values()))
+
+
+@pytest.mark.parametrize(
+    "descriptions, labels, error, match",
+    [
+        ({"pos": "a", "neg": "b", "other": "c"}, LABELS, ValueError, r"not in y: \['other'\]"),
+        ({"pos": "a"}, LABELS, ValueError, r"no description for the classes \['neg'\]"),
+        ({"pos": "a", "neg": ""}, LABELS, ValueError, "class 'neg' must be a non-empty"),
+        (None, ["pos"] * 10, ValueError, "only one class"),
+        (None, LABELS[:9], ValueError, "9 labels for 10 inputs"),
+        (None, [1.0] * 5 + [np.nan] * 5, ValueError, "missing labels"),
+        (None, ["pos"] * 5 + [None] * 5, ValueError, "missing labels"),
+    ],
+)
+def test_bad_input_is_named(embedder, descriptions, labels, error, match):
+    with pytest.raises(error, match=match):
+        CrossTuneClassifier(embedder, descriptions, max_epochs=0).fit(TEXTS, labels)
+
+
+def test_bad_texts_are_named(embedder):
+    with pytest.raises(ValueError, match="missing value"):
+        CrossTuneClassifier(embedder, max_epochs=0).fit(TEXTS[:-1] + [None], LABELS)
+
+
+def test_sentence_pairs(embedder):
+    pairs = [(t, "it was good") for t in POSITIVE] + [(t, "it was awful") for t in NEGATIVE]
+    clf = CrossTuneClassifier(None, DESCRIPTIONS, **fast()).set_params(
+        embedder=BlackBoxEmbedder(embedder.model, pair_features=("u", "v", "cosine"))
+    )
+    clf.fit(pairs, LABELS)
+    assert clf.input_kind_ == "pairs" and clf.predict(pairs).shape == (10,)
+    # the prior reads the mean of the two sides
+    zero = clone(clf).set_params(max_epochs=0).fit(pairs, LABELS)
+    u_v = BlackBoxEmbedder(embedder.model, pair_features=("u", "v")).fit_transform(pairs)
+    E = BlackBoxEmbedder(embedder.model).fit_transform([DESCRIPTIONS["neg"], DESCRIPTIONS["pos"]])
+    mean_side = 0.5 * (u_v[:, :32] + u_v[:, 32:])
+    expected = (mean_side @ E.T) / 0.05
+    np.testing.assert_allclose(zero.decision_function(pairs), expected[:, 1] - expected[:, 0], atol=1e-4)
+
+
+def test_after_an_embedder_step_in_a_pipeline(embedder):
+    """Numeric input: the embedder parameter embeds the descriptions only; same model, same result."""
+    pipe = make_pipeline(clone(embedder), CrossTuneClassifier(clone(embedder), DESCRIPTIONS, **fast()))
+    pipe.fit(TEXTS, LABELS)
+    direct = CrossTuneClassifier(clone(embedder), DESCRIPTIONS, **fast()).fit(TEXTS, LABELS)
+    np.testing.assert_allclose(pipe.decision_function(TEXTS), direct.decision_function(TEXTS), rtol=1e-5)
+    assert pipe[-1].n_features_in_ == 32 and pipe[-1].input_kind_ == "numeric"
+    with pytest.raises(TypeError, match="fitted on texts"):
+        direct.predict(np.zeros((2, 32)))
+
+
+def test_a_different_black_box_for_the_descriptions_is_warned_about(embedder):
+    with pytest.warns(UserWarning, match="without the zero-shot prior"):
+        CrossTuneClassifier(embedder, DESCRIPTIONS, **fast()).fit(np.random.default_rng(0).normal(size=(10, 7)), LABELS)
+
+
+def test_clone_gridsearch_over_nested_embedder_parameters_and_joblib(embedder, tmp_path):
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast())
+    assert clone(clf).get_params()["embedder__model"] == embedder.model
+    search = GridSearchCV(clf, {"embedder__pooling": ["mean", "cls"], "n_heads": [1, 2]}, cv=2).fit(TEXTS, LABELS)
+    assert set(search.best_params_) == {"embedder__pooling", "n_heads"}
+    path = tmp_path / "model.joblib"
+    joblib.dump(search.best_estimator_, path)
+    restored = joblib.load(path)
+    np.testing.assert_array_equal(restored.predict_proba(TEXTS), search.best_estimator_.predict_proba(TEXTS))
+
+
+def test_the_fitted_network_lives_on_the_cpu_and_pickles_without_the_black_box(embedder):
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cpu")).fit(TEXTS, LABELS)
+    assert all(t.device.type == "cpu" for t in clf.module_.state_dict().values())
+    blob = pickle.dumps(clf)
+    assert len(blob) < 500_000
+    np.testing.assert_array_equal(pickle.loads(blob).predict(TEXTS), clf.predict(TEXTS))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine; this one has CUDA")
+def test_device_cuda_on_a_cpu_only_machine_trains_on_the_cpu_with_a_warning(embedder):
+    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
+        clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cuda")).fit(TEXTS, LABELS)
+    cpu = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cpu")).fit(TEXTS, LABELS)
+    np.testing.assert_array_equal(clf.decision_function(TEXTS), cpu.decision_function(TEXTS))
+
+
+def test_the_embedded_default_model_end_to_end():
+    clf = CrossTuneClassifier(
+        label_descriptions={"positive": "a glowing, enthusiastic review", "negative": "a scathing, hostile review"},
+        random_state=0,
+        cv=2,
+    ).fit(
+        ["a joyful, moving film", "loved every minute", "dull and lifeless", "a tedious mess"],
+        ["positive", "positive", "negative", "negative"],
+    )
+    assert list(clf.predict(["an absolute delight", "painfully boring"])) == ["positive", "negative"]

@@ -270,13 +270,13 @@ def query_through_cache(
     *,
     cache: QueryCache | None,
     batch_size: int,
-    sort_key: Callable[[Hashable], int] | None = None,
+    lengths: Callable[[list], Sequence[int]] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[np.ndarray, QueryReport]:
     """Answer ``items`` from the cache, querying ``compute`` only for what it lacks.
 
     Duplicate items are queried once. Missing items are sent in batches of
-    ``batch_size``, longest first when ``sort_key`` is given (to pad little),
+    ``batch_size``, longest first when ``lengths`` is given (to pad little),
     and each batch is committed to the cache as soon as it returns.
 
     Parameters
@@ -289,8 +289,9 @@ def query_through_cache(
     cache : QueryCache or None
         None disables persistence (duplicates are still queried once).
     batch_size : int
-    sort_key : callable, optional
-        Length of an item, used to sort misses.
+    lengths : callable, optional
+        ``lengths(missing_items) -> sequence of int``, used to sort misses;
+        called only when something is missing.
     progress : callable, optional
         Called with the number of items finished after each batch.
 
@@ -311,8 +312,9 @@ def query_through_cache(
                 answers[item] = stored[keys[item]]
         report.n_cached = len(answers)
     missing = [item for item in unique if item not in answers]
-    if sort_key is not None:
-        missing.sort(key=sort_key, reverse=True)
+    if lengths is not None and len(missing) > batch_size:
+        order = np.argsort(-np.asarray(lengths(missing)), kind="stable")
+        missing = [missing[i] for i in order]
     for start in range(0, len(missing), batch_size):
         batch = missing[start : start + batch_size]
         rows = np.asarray(compute(batch))

@@ -384,7 +384,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
                 self.backend_.encode,
                 cache=self.cache_,
                 batch_size=self.batch_size,
-                sort_key=self.backend_.item_length,
+                lengths=self.backend_.item_lengths,
                 progress=bar.update,
             )
         self._account(report)

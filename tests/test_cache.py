@@ -92,7 +92,9 @@ def test_misses_are_batched_longest_first(cache):
         batches.append(list(batch))
         return np.stack([fake_vector(t) for t in batch])
 
-    query_through_cache(["bb", "a", "dddd", "ccc"], box, cache=cache, batch_size=2, sort_key=len)
+    query_through_cache(
+        ["bb", "a", "dddd", "ccc"], box, cache=cache, batch_size=2, lengths=lambda items: [len(t) for t in items]
+    )
     assert batches == [["dddd", "ccc"], ["bb", "a"]]
 
 

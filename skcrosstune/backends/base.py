@@ -42,9 +42,9 @@ class Backend(ABC):
     def dimension(self) -> int | None:
         """Width of one representation, or None when only a query can tell."""
 
-    def item_length(self, item: Hashable) -> int:
-        """A cheap length used to batch items of similar size together."""
-        return len(item) if isinstance(item, str) else sum(len(part) for part in item)
+    def item_lengths(self, items: Sequence[Hashable]) -> list[int]:
+        """Sizes used to batch similar inputs together (characters by default)."""
+        return [len(item) if isinstance(item, str) else sum(map(len, item)) for item in items]
 
     def label_word_scores(self, states: np.ndarray, label_word_ids, *, log_softmax: bool = False) -> np.ndarray:
         """Scores of vocabulary entries at the mask, computed from cached states."""

@@ -234,6 +234,21 @@ class LocalBackend(Backend):
                 pooled = hidden[inputs["input_ids"] == tokenizer.mask_token_id]
         return pooled.float().cpu().numpy()
 
+    def item_lengths(self, items: Sequence[Hashable]) -> list[int]:
+        """Token counts, so that batches pad as little as possible."""
+        tokenizer = self.loaded[0]
+        first = [item if isinstance(item, str) else item[0] for item in items]
+        counts = [len(ids) for ids in tokenizer(first, add_special_tokens=False, verbose=False)["input_ids"]]
+        if not isinstance(items[0], str):
+            second = [item[1] for item in items]
+            counts = [
+                a + len(ids)
+                for a, ids in zip(
+                    counts, tokenizer(second, add_special_tokens=False, verbose=False)["input_ids"], strict=True
+                )
+            ]
+        return counts
+
     def _tokenize(self, tokenizer, items: list):
         """Render templates, cut over-long texts (never the template), and tokenize."""
         limit = self.token_limit

@@ -15,7 +15,9 @@ built here:
    are low-rank residuals that start at zero. Several descriptions of one
    class are attended over (a softmax over their scores).
 3. The class logits are the head-averaged scores times a learned inverse
-   temperature, plus a per-class bias, trained with cross-entropy (AdamW).
+   temperature, plus a direct linear read-out of ``h`` (zero at the start:
+   for what descriptions cannot say, such as the similarity of a pair's two
+   sides) and a per-class bias, trained with cross-entropy (AdamW).
 
 Before any training step the residuals are zero, so the classifier predicts
 exactly what zero-shot similarity between text and descriptions predicts.
@@ -40,7 +42,6 @@ from torch import nn
 from ._base import EmbeddingHeadClassifier
 from ._training import resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels
-from .embedder import BlackBoxEmbedder
 
 __all__ = ["CrossTuneClassifier"]
 
@@ -53,8 +54,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     embedder : BlackBoxEmbedder, default=None
         The black box, as a nested estimator (so ``embedder__template`` and
         the like can be tuned). None uses ``BlackBoxEmbedder()`` on the
-        embedded default model; for sentence pairs its sides are embedded
-        separately and ``pair_features=("u", "v", "cosine")`` is used. When
+        embedded default model (for sentence pairs: the cosine of the two
+        separately embedded sides, the best pair feature on the benchmark's
+        pair tasks; with ``pair_features`` holding ``"u"`` and ``"v"`` the
+        prior reads the mean of the two sides). When
         ``X`` is already numeric (after a BlackBoxEmbedder step in a
         Pipeline), ``embedder`` embeds only the label descriptions and must
         be the same black box as that step.
@@ -220,9 +223,6 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _default_embedder(self, pairs: bool) -> BlackBoxEmbedder:
-        return BlackBoxEmbedder(pair_features=("u", "v", "cosine")) if pairs else BlackBoxEmbedder()
-
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Embed inputs and label descriptions, then train the cross-attention network.
@@ -329,6 +329,9 @@ class _CrossAttentionNetwork(nn.Module):
         self.key_in = nn.Parameter(torch.randn(n_heads, dim, rank) / math.sqrt(dim))
         self.key_out = nn.Parameter(torch.zeros(n_heads, rank, dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        # a direct linear read-out of the input, zero at the start, for what
+        # the descriptions cannot express (e.g. the similarity of a pair's sides)
+        self.linear = nn.Parameter(torch.zeros(width, n_classes))
         self.bias = nn.Parameter(torch.zeros(n_classes))
         self.drop = nn.Dropout(dropout)
 
@@ -341,4 +344,4 @@ class _CrossAttentionNetwork(nn.Module):
         # several descriptions of a class: attend over them
         weights = torch.softmax((scale * scores).masked_fill(~self.key_mask, -torch.inf), dim=-1)
         per_class = (weights * scores.masked_fill(~self.key_mask, 0.0)).sum(-1)
-        return scale * per_class.mean(1) + self.bias
+        return scale * per_class.mean(1) + h @ self.linear + self.bias

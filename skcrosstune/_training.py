@@ -53,11 +53,15 @@ def torch_seed(random_state) -> int:
 
 
 def _stratified_folds(y, n_splits: int, seed: int):
-    """Stratified ``(train, validation)`` index pairs, or None when a class has too few examples."""
+    """Stratified ``(train, validation)`` index pairs, as many folds as the smallest class allows.
+
+    None when fewer than two folds are possible.
+    """
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    if n_splits < 2 or np.bincount(np.asarray(y)).min() < n_splits:
+    n_splits = min(n_splits, int(np.bincount(np.asarray(y)).min()))
+    if n_splits < 2:
         return None
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(y)), y))
@@ -77,6 +81,7 @@ def train_classifier(
     device: str,
     seed: int,
     no_decay: tuple = (),
+    epochs_without_cv: int | None = None,
     verbose: bool = False,
 ):
     """Train a classification head with cross-entropy; the shared loop of every method.
@@ -104,8 +109,8 @@ def train_classifier(
     batch_size : int or None
         Mini-batch size; None for full batches.
     cv : int
-        Folds used to choose the number of epochs; 0 or 1 (or a class with
-        fewer examples than folds) trains ``max_epochs`` on everything.
+        Folds used to choose the number of epochs (fewer when the smallest
+        class has fewer examples).
     n_iter_no_change : int
         Epochs without a better held-out loss before a fold stops.
     device : str
@@ -114,6 +119,12 @@ def train_classifier(
         Seeds initialisation, shuffling and dropout.
     no_decay : tuple of str
         Parameter-name prefixes exempt from weight decay.
+    epochs_without_cv : int or None
+        Epochs to train when ``cv >= 2`` but a class has a single example, so
+        nothing can be validated; None means ``max_epochs`` (as does
+        ``cv < 2``, which asks for no validation). A module
+        initialised at a trusted prior passes 0: with nothing to validate
+        against, it keeps the prior.
     verbose : bool
         Show a progress bar over epochs.
 
@@ -170,14 +181,16 @@ def train_classifier(
 
     everything = np.arange(len(y_all))
     with _small_work_threads(device):
-        return _select_and_train(run, everything, y, cv, seed, max_epochs)
+        return _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv)
 
 
-def _select_and_train(run, everything, y, cv, seed, max_epochs):
+def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv):
     import numpy as np
 
-    folds = _stratified_folds(y, cv, seed) if max_epochs > 0 else None
+    folds = _stratified_folds(y, cv, seed) if max_epochs > 0 and cv >= 2 else None
     n_epochs = max_epochs
+    if cv >= 2 and folds is None and epochs_without_cv is not None:
+        n_epochs = min(epochs_without_cv, max_epochs)  # too few examples to validate anything
     if folds is not None:
         curves = [run(train_idx, max_epochs, valid_idx)[1] for train_idx, valid_idx in folds]
         longest = max(len(c) for c in curves)

@@ -96,8 +96,12 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
     cv : int, default=4
         Folds of the internal cross-validation that chooses the number of
-        epochs, after which the model is retrained on all the data. 0 (or
-        fewer examples of a class than folds) trains ``max_epochs``.
+        epochs, after which the model is retrained on all the data (fewer
+        folds when a class has fewer examples). When a class has a single
+        example nothing can be validated, and the zero-shot prior is kept as
+        it is; without a prior (features from another black box, or pair
+        features without ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1
+        trains ``max_epochs`` without validation.
 
     n_iter_no_change : int, default=30
         Epochs without a better held-out loss before a fold stops.
@@ -266,6 +270,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             device=resolve_device(self.device),
             seed=seed,
             no_decay=("log_scale", "bias"),
+            epochs_without_cv=0 if prior.any() else None,
             verbose=self.verbose,
         )
         return self

@@ -204,3 +204,11 @@ def test_the_embedded_default_model_end_to_end():
         ["positive", "positive", "negative", "negative"],
     )
     assert list(clf.predict(["an absolute delight", "painfully boring"])) == ["positive", "negative"]
+
+
+def test_one_example_per_class_keeps_the_prior(embedder):
+    """Nothing can be validated with one shot: the descriptions' prediction stands."""
+    one_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, random_state=0).fit(TEXTS[4:6], LABELS[4:6])
+    zero_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS[4:6], LABELS[4:6])
+    assert one_shot.n_epochs_ == 0
+    np.testing.assert_array_equal(one_shot.decision_function(TEXTS), zero_shot.decision_function(TEXTS))

@@ -171,7 +171,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     ...     random_state=0,
     ... ).fit(texts, labels)
     >>> clf.predict(["an absolute delight"])
-    array(['positive'], dtype=object)
+    array(['positive'], dtype='<U8')
     """
 
     _parameter_constraints: dict = {

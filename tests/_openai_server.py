@@ -17,9 +17,13 @@ than the client's timeout, authentication errors and malformed bodies.
 
 Examples
 --------
->>> with OpenAIServer() as server:  # doctest: +SKIP
-...     server.push(rate_limited(retry_after=2), server_error(500))
-...     client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+>>> import openai
+>>> with OpenAIServer() as server:
+...     server.push(server_error(500))
+...     client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=1)
+...     vectors = client.embeddings.create(model="m", input=["hello"]).data
+...     (len(vectors), server.request_count)
+(1, 2)
 """
 
 from __future__ import annotations

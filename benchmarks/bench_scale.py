@@ -1,0 +1,280 @@
+"""Fit and predict time and peak memory of each method's classifier head, against training-set size.
+
+The full SST-2 training set (6,920 texts), its test set (872), the 16-shot
+dev split of seed 13 and every label text are embedded once, through the
+query cache. Each black-box method of the main few-shot table is then built
+by its own registered factory with the embedder swapped for a lookup in
+those vectors, so what is measured is the head on arrays: from 16 examples
+per class up to the whole training set.
+
+- time: the best of ``--repeats`` fits (and predictions of the 872 test
+  texts), wall-clock;
+- traced memory: the peak of Python and numpy allocations (``tracemalloc``)
+  during one more fit, above what was allocated before it; it includes the
+  input matrix the lookup builds (n × 384 float32), but not torch tensors;
+- resident memory: the growth of the peak resident set size (``VmHWM``)
+  during one fit in a forked child process, which does count torch (Linux
+  only; coarse for small heads, whose allocations fit in memory the process
+  already holds).
+
+White-box methods (SetFit) have no head on cached embeddings and are left out.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_scale
+
+It writes ``benchmarks/results/scale.{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import time
+import tracemalloc
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from sklearn.preprocessing import FunctionTransformer
+
+from skcrosstune import BlackBoxEmbedder
+from skcrosstune.datasets import load_fewshot, load_full_train
+
+from .fewshot import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_RESULTS_DIR,
+    REGISTRY,
+    RunContext,
+    label_names,
+    load_descriptions,
+    resolve_data_home,
+)
+
+TASK = "sst2"
+
+
+def lookup_embedder(vectors: dict) -> FunctionTransformer:
+    """A transformer returning the precomputed vector of each text (clones share the table)."""
+
+    def embed(texts):
+        return np.stack([vectors[text] for text in texts])
+
+    return FunctionTransformer(embed)
+
+
+def balanced_subsample(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``per_class`` examples of each class."""
+    keep = [rng.choice(np.flatnonzero(y == label), size=per_class, replace=False) for label in np.unique(y)]
+    return np.sort(np.concatenate(keep))
+
+
+def time_head(build, X, y, X_test, repeats: int) -> dict:
+    """Best-of-``repeats`` fit and predict seconds, and the memory of one more fit."""
+    fit_times, predict_times = [], []
+    for _ in range(repeats):
+        head = build()
+        start = time.perf_counter()
+        head.fit(X, y)
+        fit_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        head.predict(X_test)
+        predict_times.append(time.perf_counter() - start)
+    head = build()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        head.fit(X, y)
+        fit_peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return {
+        "fit_seconds": min(fit_times),
+        "predict_seconds": min(predict_times),
+        "fit_traced_mib": fit_peak / 2**20,
+        "fit_rss_mib": resident_growth(build, X, y),
+    }
+
+
+def _memory_status() -> dict:
+    """VmRSS and VmHWM (peak) of this process, in MiB, from /proc."""
+    status = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = int(value.split()[0]) / 1024
+    return status
+
+
+def _fit_and_report(build, X, y, connection) -> None:
+    before = _memory_status()["VmRSS"]
+    build().fit(X, y)
+    connection.send(_memory_status()["VmHWM"] - before)
+
+
+def resident_growth(build, X, y) -> float | None:
+    """How far one fit raises the peak resident set size, measured in a forked child; None off Linux."""
+    if not os.path.exists("/proc/self/status"):
+        return None
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_fit_and_report, args=(build, X, y, sender))
+    child.start()
+    growth = receiver.recv()
+    child.join()
+    return growth
+
+
+TABLES = (
+    ("fit_seconds", "fit, seconds", "{:.3f}"),
+    ("predict_seconds", "predict the 872 test texts, seconds", "{:.3f}"),
+    ("fit_traced_mib", "fit, peak traced allocations (MiB, tracemalloc: Python and numpy)", "{:.1f}"),
+    ("fit_rss_mib", "fit, growth of the peak resident set (MiB, forked child: counts torch too)", "{:.1f}"),
+)
+
+
+def markdown(records: list[dict], meta: dict) -> str:
+    """One table per figure of :data:`TABLES`: methods × training-set size."""
+    sizes = sorted({r["n_train"] for r in records})
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cell = {(r["method"], r["n_train"]): r for r in records}
+    lines = [
+        "# Speed and memory of the classifier heads, SST-2",
+        "",
+        f"Machine: {meta['machine']}, which other jobs share (load average {meta['load_before']:.1f} before the "
+        f"run, {meta['load_after']:.1f} after): timings move with the load, compare them within a run. Heads "
+        f"run on cached all-MiniLM-L6-v2 embeddings (384 floats per text). Time: best of {meta['repeats']}, "
+        f"wall-clock. This run's embedding pass over the {meta['n_embedded']:,} texts took "
+        f"{meta['embed_seconds']:.0f} s and sent {meta['queries']:,} queries (the rest came from the cache).",
+    ]
+    for key, title, fmt in TABLES:
+        lines += ["", f"## {title}", "", "| method | " + " | ".join(f"n={n:,}" for n in sizes) + " |"]
+        lines.append("|---|" + "---:|" * len(sizes))
+        for method in methods:
+            values = ["—" if cell[method, n][key] is None else fmt.format(cell[method, n][key]) for n in sizes]
+            lines.append(f"| {method} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """Every figure of :data:`TABLES` against training-set size, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    for ax, (key, title, _) in zip(axes.flat, TABLES, strict=True):
+        for i, method in enumerate(methods):
+            mine = [r for r in records if r["method"] == method and r[key] is not None]
+            # A zero (nothing allocated) cannot sit on a log axis: floor it at 1 ms / 0.01 MiB.
+            floor = 1e-3 if key.endswith("seconds") else 1e-2
+            ax.plot(
+                [r["n_train"] for r in mine],
+                [max(r[key], floor) for r in mine],
+                marker="o",
+                color=plt.get_cmap("tab10")(i % 10),
+                label=method,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("training texts")
+        ax.set_title(title.replace(" (", "\n("), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.suptitle("Classifier heads on cached embeddings, SST-2 (16 per class to the full 6,920)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    """Embed once, time every head at every size, write the table, the records and the plot."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--per-class",
+        nargs="+",
+        type=int,
+        default=[16, 64, 256, 1024],
+        help="subsample sizes per class; the full training set is always added",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions, the best is kept")
+    parser.add_argument("--data-home", default=None, help="task folder (default ../shared/data)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="query cache (default benchmarks/.cache)")
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="default benchmarks/results")
+    args = parser.parse_args(argv)
+
+    data_home = resolve_data_home(args.data_home)
+    X_full, y_full = load_full_train(TASK, data_home=data_home)
+    split = load_fewshot(TASK, 16, 13, data_home=data_home)
+    descriptions = load_descriptions(TASK, split.labels)
+    texts = list(
+        dict.fromkeys(
+            X_full + split.X_test + split.X_dev + list(descriptions.values()) + list(label_names(split.labels).values())
+        )
+    )
+    embedder = BlackBoxEmbedder(cache_dir=str(args.cache_dir))
+    start = time.perf_counter()
+    vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
+    embed_seconds = time.perf_counter() - start
+    print(f"embedded {len(texts)} texts in {embed_seconds:.0f} s ({embedder.n_queries_} queries)", flush=True)
+
+    load_before = os.getloadavg()[0]
+    methods = [m for m in REGISTRY.values() if m.group == "fewshot" and m.black_box and "single" in m.kinds]
+    sizes = [(n, balanced_subsample(y_full, n, np.random.default_rng(0))) for n in args.per_class]
+    sizes.append((None, np.arange(len(y_full))))
+    records = []
+    for per_class, index in sizes:
+        X, y = [X_full[i] for i in index], y_full[index]
+        for method in methods:
+            label_texts = descriptions if method.label_text == "descriptions" else label_names(split.labels)
+            ctx = RunContext(
+                task=TASK,
+                kind="single",
+                labels=split.labels,
+                shots=int(min(np.unique(y, return_counts=True)[1])),
+                seed=13,
+                embedder=lookup_embedder(vectors),
+                descriptions=label_texts if method.uses_descriptions else None,
+                dev=(split.X_dev, split.y_dev) if method.uses_dev else None,
+            )
+            figures = time_head(partial(method.factory, ctx), X, y, split.X_test, args.repeats)
+            record = {"method": method.name, "per_class": per_class, "n_train": len(y), **figures}
+            records.append(record)
+            print(
+                f"{method.name:<20} n={len(y):>5}  fit {record['fit_seconds']:.4f}s  "
+                f"predict {record['predict_seconds']:.4f}s  traced {record['fit_traced_mib']:.1f} MiB  "
+                f"resident {record['fit_rss_mib'] or 0:.1f} MiB",
+                flush=True,
+            )
+
+    meta = {
+        "machine": f"{os.cpu_count()}-core CPU box ({platform.machine()}, {platform.system()})",
+        "task": TASK,
+        "n_test": len(split.X_test),
+        "repeats": args.repeats,
+        "n_embedded": len(texts),
+        "embed_seconds": embed_seconds,
+        "queries": embedder.n_queries_,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "scale.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    (results_dir / "scale.md").write_text(markdown(records, meta), encoding="utf-8")
+    plot(records, results_dir / "scale.png")
+    print(f"wrote {results_dir / 'scale.md'}, scale.json, scale.png")
+
+
+if __name__ == "__main__":
+    main()

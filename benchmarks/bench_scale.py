@@ -166,7 +166,7 @@ def plot(records: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     methods = list(dict.fromkeys(r["method"] for r in records))
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
@@ -184,6 +184,7 @@ def plot(records: list[dict], path: Path) -> None:
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training texts")

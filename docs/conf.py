@@ -81,3 +81,14 @@ else:
     }
 html_title = f"skcrosstune {release}"
 html_show_sourcelink = False
+
+
+def _skip_metadata_routing(app, what, name, obj, skip, options):
+    """Leave out the generated ``set_*_request`` methods: their docstrings link into scikit-learn's guide."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_routing)

@@ -91,4 +91,5 @@ def _skip_metadata_routing(app, what, name, obj, skip, options):
 
 
 def setup(app):
+    """Register the project's Sphinx hooks."""
     app.connect("autodoc-skip-member", _skip_metadata_routing)

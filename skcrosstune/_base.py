@@ -19,6 +19,17 @@ from .embedder import BlackBoxEmbedder
 
 __all__ = ["EmbeddingHeadClassifier"]
 
+_X_PARAMETER = """Parameters
+        ----------
+        X : texts, sentence pairs, or numeric representations
+            The same kind of input as seen in ``fit``."""
+
+
+def _with_x_parameter(method):
+    """Fill the shared description of ``X`` into a prediction method's docstring."""
+    method.__doc__ = method.__doc__.replace("{X}", _X_PARAMETER)
+    return method
+
 
 def _is_numeric(X) -> bool:
     """Whether X holds numbers (representations) rather than texts."""
@@ -72,13 +83,11 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         self.description_embedder_ = clone(template).fit(texts)
         return self.description_embedder_.transform(texts)
 
+    @_with_x_parameter
     def decision_function(self, X):
         """Class scores (logits) of each input.
 
-        Parameters
-        ----------
-        X : texts, sentence pairs, or numeric representations
-            The same kind of input as seen in ``fit``.
+        {X}
 
         Returns
         -------
@@ -89,13 +98,11 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(self._representations(X))
         return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
 
+    @_with_x_parameter
     def predict_proba(self, X):
         """Class probabilities of each input.
 
-        Parameters
-        ----------
-        X : texts, sentence pairs, or numeric representations
-            The same kind of input as seen in ``fit``.
+        {X}
 
         Returns
         -------
@@ -104,13 +111,11 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         """
         return softmax(self._logits(self._representations(X)).astype(np.float64))
 
+    @_with_x_parameter
     def predict(self, X):
         """The most likely class of each input.
 
-        Parameters
-        ----------
-        X : texts, sentence pairs, or numeric representations
-            The same kind of input as seen in ``fit``.
+        {X}
 
         Returns
         -------

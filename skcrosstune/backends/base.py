@@ -24,8 +24,6 @@ class BlackBoxError(RuntimeError):
 class Backend(ABC):
     """Base class of black-box backends."""
 
-    #: Whether ``(text, text_pair)`` items can be encoded jointly.
-    supports_joint_pairs = True
     #: Whether :meth:`label_word_scores` is available.
     supports_label_words = False
 
@@ -49,6 +47,3 @@ class Backend(ABC):
     def label_word_scores(self, states: np.ndarray, label_word_ids, *, log_softmax: bool = False) -> np.ndarray:
         """Scores of vocabulary entries at the mask, computed from cached states."""
         raise NotImplementedError(f"{type(self).__name__} gives no label-word scores.")
-
-    def release(self) -> None:  # noqa: B027 - optional hook, nothing to drop by default
-        """Drop loaded models and clients; they are rebuilt on the next query."""

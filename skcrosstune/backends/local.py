@@ -195,10 +195,6 @@ class LocalBackend(Backend):
         tokenizer, model = _load(str(self.path), self.pooling == "mask", device)
         return tokenizer, model, device
 
-    def release(self) -> None:
-        """Forget loaded models; the next query loads again."""
-        _load.cache_clear()
-
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("token_limit", None)

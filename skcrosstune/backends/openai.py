@@ -50,7 +50,6 @@ class OpenAIEmbeddingBackend(Backend):
     batch_size, timeout, max_retries : int, float, int
     """
 
-    supports_joint_pairs = True
     pair_separator = "\n"
 
     def __init__(
@@ -128,11 +127,6 @@ class OpenAIEmbeddingBackend(Backend):
                 f"The embeddings endpoint {self.endpoint} returned {len(rows)} vectors for {len(texts)} texts."
             )
         return np.asarray([row.embedding for row in rows], dtype=np.float32)
-
-    def release(self) -> None:
-        """Drop the client and the key it holds."""
-        self._client = None
-        self._secret = None
 
     def __getstate__(self):
         state = self.__dict__.copy()

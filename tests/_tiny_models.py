@@ -10,6 +10,8 @@ WORDS = (
     "and or but so too of to in on with for at by this that question answer news sport "
     "business science world yes no maybe true false same different"
 ).split()
+#: The size every tiny model shares: 32-wide, 2 layers, 2 heads.
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
 CORPUS = [" ".join(WORDS[i : i + 7]) for i in range(0, len(WORDS), 3)] * 4
 
 
@@ -36,10 +38,7 @@ def make_tiny_masked_lm(kind: str, folder: Path) -> Path:
         tokenizer = _build(BertTokenizerFast, vocab=str(folder / "vocab.txt"), do_lower_case=True)
         config = BertConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
+            **TINY,
             max_position_embeddings=64,
             type_vocab_size=2,
         )
@@ -63,10 +62,7 @@ def make_tiny_masked_lm(kind: str, folder: Path) -> Path:
         )
         config = RobertaConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
+            **TINY,
             max_position_embeddings=66,
             type_vocab_size=1,
             pad_token_id=tokenizer.pad_token_id,

@@ -235,6 +235,17 @@ class QueryCache:
                 rows,
             )
 
+    def get_texts(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored texts (such as generated answers) for ``keys``; corrupt entries are left out."""
+        found, _ = self.get_many(keys)
+        return {key: value.tobytes().decode("utf-8", "surrogatepass") for key, value in found.items()}
+
+    def put_texts(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Store texts atomically, as checksummed UTF-8 bytes."""
+        self.put_many(
+            (key, np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)) for key, text in entries
+        )
+
     def __len__(self) -> int:
         return self._connect().execute("SELECT count(*) FROM entries").fetchone()[0]
 

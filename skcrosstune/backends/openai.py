@@ -15,7 +15,7 @@ import numpy as np
 from ._retry import call_with_retries
 from .base import Backend
 
-__all__ = ["OpenAIEmbeddingBackend", "split_api_model"]
+__all__ = ["OpenAIClient", "OpenAIEmbeddingBackend", "split_api_model"]
 
 API_PREFIX = "openai:"
 
@@ -32,7 +32,47 @@ def split_api_model(model: str) -> str | None:
     return None
 
 
-class OpenAIEmbeddingBackend(Backend):
+class OpenAIClient:
+    """The client side shared by every OpenAI-compatible backend.
+
+    Needs ``base_url``, ``api_key_env`` and ``timeout`` attributes. The client
+    (holding the key) is created on first use and never pickled; the key is
+    kept apart only to scrub it from messages.
+    """
+
+    _client = None
+    _secret = None
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to."""
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+
+    def _get_client(self):
+        if self._client is None:
+            import openai
+
+            if self.api_key_env is None:
+                key = "no-key"
+            else:
+                key = os.environ.get(self.api_key_env)
+                if not key:
+                    raise ValueError(
+                        f"The environment variable {self.api_key_env!r} is not set; it must hold "
+                        f"the API key for {self.endpoint} (api_key_env names the variable)."
+                    )
+                self._secret = key
+            self._client = openai.OpenAI(api_key=key, base_url=self.endpoint, max_retries=0, timeout=self.timeout)
+        return self._client
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_secret"] = None
+        return state
+
+
+class OpenAIEmbeddingBackend(OpenAIClient, Backend):
     """An embeddings endpoint speaking the OpenAI protocol.
 
     Parameters
@@ -83,31 +123,9 @@ class OpenAIEmbeddingBackend(Backend):
         }
 
     @property
-    def endpoint(self) -> str:
-        """The base URL requests go to."""
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-
-    @property
     def dimension(self) -> int | None:
         """``dimensions`` when requested; else only a query can tell."""
         return self.dimensions
-
-    def _get_client(self):
-        if self._client is None:
-            import openai
-
-            if self.api_key_env is None:
-                key = "no-key"
-            else:
-                key = os.environ.get(self.api_key_env)
-                if not key:
-                    raise ValueError(
-                        f"The environment variable {self.api_key_env!r} is not set; it must hold "
-                        f"the API key for {self.endpoint} (api_key_env names the variable)."
-                    )
-                self._secret = key
-            self._client = openai.OpenAI(api_key=key, base_url=self.endpoint, max_retries=0, timeout=self.timeout)
-        return self._client
 
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """One embeddings request for a batch, retried on transient faults."""
@@ -127,9 +145,3 @@ class OpenAIEmbeddingBackend(Backend):
                 f"The embeddings endpoint {self.endpoint} returned {len(rows)} vectors for {len(texts)} texts."
             )
         return np.asarray([row.embedding for row in rows], dtype=np.float32)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_client"] = None
-        state["_secret"] = None
-        return state

@@ -83,6 +83,28 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         self.description_embedder_ = clone(template).fit(texts)
         return self.description_embedder_.transform(texts)
 
+    def _description_projection(self, width: int, dim: int) -> np.ndarray | None:
+        """The fixed linear map from input features into the description space, or None.
+
+        The identity for single texts (and numeric input of the descriptions'
+        width); the mean of the two sides for separately embedded sentence
+        pairs whose features hold ``u`` and ``v``. None when the input cannot
+        be compared with the descriptions (pair features without the sides,
+        or features from another black box).
+        """
+        embedder = getattr(self, "embedder_", None)
+        if self.input_kind_ == "pairs" and embedder.pair_encoding_ == "separate":
+            features = list(embedder.pair_features)
+            if "u" not in features or "v" not in features:
+                return None
+            projection = np.zeros((width, dim), dtype=np.float32)
+            offsets = np.cumsum([0] + [1 if f == "cosine" else dim for f in features])
+            for side in ("u", "v"):
+                start = offsets[features.index(side)]
+                projection[start : start + dim] = 0.5 * np.eye(dim, dtype=np.float32)
+            return projection
+        return np.eye(dim, dtype=np.float32) if width == dim else None
+
     @_with_x_parameter
     def decision_function(self, X):
         """Class scores (logits) of each input.

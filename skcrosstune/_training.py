@@ -96,8 +96,10 @@ def train_classifier(
     Parameters
     ----------
     make_module : callable
-        ``make_module() -> torch.nn.Module`` mapping features to class logits.
-        Called under a fixed seed, so each call builds the same initial module.
+        ``make_module(X_train, y_train) -> torch.nn.Module`` mapping features
+        to class logits, given the rows it will be trained on (CPU tensors) for
+        data-dependent initialisation. Called under a fixed seed, so the same
+        rows always give the same initial module.
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
         Class indices.
@@ -142,13 +144,13 @@ def train_classifier(
     X_all = torch.as_tensor(np.asarray(X, dtype=np.float32))
     y_all = torch.as_tensor(np.asarray(y, dtype=np.int64))
 
-    def build():
+    def build(train_idx):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return make_module().to(device)
+            return make_module(X_all[train_idx], y_all[train_idx]).to(device)
 
     def run(train_idx, epochs, valid_idx=None):
-        module = build()
+        module = build(train_idx)
         decay = [p for n, p in module.named_parameters() if not n.startswith(no_decay)]
         rest = [p for n, p in module.named_parameters() if n.startswith(no_decay)]
         optimizer = torch.optim.AdamW(

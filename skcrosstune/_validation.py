@@ -207,35 +207,34 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
     return classes, y_index
 
 
-def check_label_descriptions(descriptions: Any, classes: np.ndarray) -> list[list[str]]:
-    """One or more description texts per class, in the order of ``classes``.
+def check_label_descriptions(
+    descriptions: Any, classes: np.ndarray, *, name: str = "label_descriptions"
+) -> list[list[str]]:
+    """One or more texts per class, in the order of ``classes``.
 
     ``None`` builds a description from each label name (``"not_entailment"``
     reads ``"not entailment"``). Otherwise a dict label -> str or list of str
-    that covers every class and names no unknown label.
+    that covers every class and names no unknown label. ``name`` is the
+    parameter named in error messages (label words are checked the same way).
     """
     if descriptions is None:
         return [[str(label).replace("_", " ").replace("/", " / ")] for label in classes]
     if not isinstance(descriptions, dict):
-        raise TypeError(
-            f"label_descriptions must be a dict label -> description(s), got {type(descriptions).__name__}."
-        )
+        raise TypeError(f"{name} must be a dict label -> str or list of str, got {type(descriptions).__name__}.")
     known = {_label_key(c): c for c in classes}
     unknown = [label for label in descriptions if _label_key(label) not in known]
     if unknown:
-        raise ValueError(
-            f"label_descriptions names labels that are not in y: {unknown}; the classes are {list(classes)}."
-        )
+        raise ValueError(f"{name} names labels that are not in y: {unknown}; the classes are {list(classes)}.")
     given = {_label_key(label): value for label, value in descriptions.items()}
-    undescribed = [c for c in classes if _label_key(c) not in given]
-    if undescribed:
-        raise ValueError(f"label_descriptions has no description for the classes {undescribed}.")
+    missing = [c for c in classes if _label_key(c) not in given]
+    if missing:
+        raise ValueError(f"{name} has no entry for the classes {missing}; every class needs one.")
     out = []
     for c in classes:
         value = given[_label_key(c)]
         texts = [value] if isinstance(value, str) else list(value)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"The description of class {c!r} must be a non-empty str or list of str, got {value!r}.")
+            raise ValueError(f"The {name} of class {c!r} must be a non-empty str or list of str, got {value!r}.")
         out.append(texts)
     return out
 

@@ -256,7 +256,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
         seed = torch_seed(self.random_state)
         self.module_, self.n_epochs_ = train_classifier(
-            lambda: _CrossAttentionNetwork(
+            lambda X_train, y_train: _CrossAttentionNetwork(
                 prior, E, owner, len(self.classes_), self.n_heads, self.rank, self.temperature, self.dropout
             ),
             H,
@@ -277,23 +277,16 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
     def _prior_projection(self, width: int, dim: int) -> np.ndarray:
         """The fixed map from input features to the description space (the zero-shot prior)."""
-        if self.input_kind_ == "pairs" and self.embedder_.pair_encoding_ == "separate":
-            features = list(self.embedder_.pair_features)
-            prior = np.zeros((width, dim), dtype=np.float32)
-            if "u" in features and "v" in features:
-                offsets = np.cumsum([0] + [1 if f == "cosine" else dim for f in features])
-                for side in ("u", "v"):
-                    start = offsets[features.index(side)]
-                    prior[start : start + dim] = 0.5 * np.eye(dim, dtype=np.float32)
-            return prior
-        if width == dim:
-            return np.eye(dim, dtype=np.float32)
-        warnings.warn(
-            f"The input representations have {width} features but the descriptions {dim}: they do not "
-            "come from the same black box, so training starts without the zero-shot prior.",
-            UserWarning,
-            stacklevel=3,
-        )
+        projection = self._description_projection(width, dim)
+        if projection is not None:
+            return projection
+        if width != dim:
+            warnings.warn(
+                f"The input representations have {width} features but the descriptions {dim}: they do not "
+                "come from the same black box, so training starts without the zero-shot prior.",
+                UserWarning,
+                stacklevel=3,
+            )
         return np.zeros((width, dim), dtype=np.float32)
 
     def _logits(self, H: np.ndarray) -> np.ndarray:

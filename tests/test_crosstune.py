@@ -117,7 +117,7 @@ def test_each_description_is_one_cached_query(tiny_bert, monkeypatch):
     "descriptions, labels, error, match",
     [
         ({"pos": "a", "neg": "b", "other": "c"}, LABELS, ValueError, r"not in y: \['other'\]"),
-        ({"pos": "a"}, LABELS, ValueError, r"no description for the classes \['neg'\]"),
+        ({"pos": "a"}, LABELS, ValueError, r"no entry for the classes \['neg'\]"),
         ({"pos": "a", "neg": ""}, LABELS, ValueError, "class 'neg' must be a non-empty"),
         (None, ["pos"] * 10, ValueError, "only one class"),
         (None, LABELS[:9], ValueError, "9 labels for 10 inputs"),

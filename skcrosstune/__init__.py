@@ -1,9 +1,11 @@
 """skcrosstune: few-shot text classification on black-box language models, the scikit-learn way."""
 
+from .augment import LLMAugmenter
 from .backends import BlackBoxError
 from .crosstune import CrossTuneClassifier
+from .dect import DecTClassifier
 from .embedder import BlackBoxEmbedder
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BlackBoxEmbedder", "BlackBoxError", "CrossTuneClassifier", "__version__"]
+__all__ = ["BlackBoxEmbedder", "BlackBoxError", "CrossTuneClassifier", "DecTClassifier", "__version__"]

@@ -1,0 +1,453 @@
+"""DecTClassifier: Decoder Tuning, a prototype network fused with calibrated zero-shot scores.
+
+The method of DecT (Cui et al., ACL 2023, arXiv 2212.08408), as built here:
+
+1. One black-box query per text gives its representation ``h`` and its
+   zero-shot class scores ``s(x)``: for a masked LM under a prompt template,
+   ``h`` is the hidden state at the mask and ``s_c`` the best logit of class
+   ``c``'s label words there; for an embedding model, ``h`` is the embedding
+   and ``s_c`` the best cosine similarity between the text and the
+   descriptions of class ``c``, divided by ``similarity_temperature``.
+2. Calibration by the content-free input (the template with an empty text),
+   queried once: with ``z = log_softmax(s)`` over the classes,
+
+       q(x) = softmax(z(x) - z(content-free)).
+
+   DecT divides the class probabilities by the content-free probabilities
+   normalised by their mean; this is the same division carried out in log
+   space and renormalised over the classes, so it is finite for any raw
+   scores, negative or near zero, and ``q`` is a probability vector.
+3. The decoder: ``v = normalise(W h)`` with ``W`` a bias-free projection to
+   ``proto_dim`` dimensions, one prototype ``p_c`` and one learnable radius
+   ``r_c`` per class (initialised to the mean distance of the class's
+   projected training examples from its prototype), and the class scores
+
+       S_c(x) = -||v - p_c|| + r_c + lambda q_c(x),
+
+   trained with cross-entropy (Adam, full batches, a fixed number of epochs
+   as published). ``lambda`` (``zero_shot_weight``) is ``1 / shots`` by
+   default, shots being the mean number of training examples per class.
+
+DecT draws the prototypes at random and freezes them
+(``prototypes="random"``); ``prototypes="class_mean"`` starts them at the
+projected class means and trains them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.extmath import softmax
+from torch import nn
+
+from ._base import EmbeddingHeadClassifier
+from ._training import resolve_device, torch_seed, train_classifier
+from ._validation import check_label_descriptions, check_labels
+
+__all__ = ["DecTClassifier", "calibrate"]
+
+
+class DecTClassifier(EmbeddingHeadClassifier):
+    """Few-shot classification by a prototype decoder fused with calibrated zero-shot scores.
+
+    Parameters
+    ----------
+    embedder : BlackBoxEmbedder, default=None
+        The black box, as a nested estimator. None uses ``BlackBoxEmbedder()``
+        on the embedded default model. For label words, a masked LM with
+        ``pooling="mask"`` and a prompt ``template`` holding ``{mask}``.
+        When ``X`` is already numeric (after a BlackBoxEmbedder step in a
+        Pipeline), ``embedder`` embeds only the label descriptions and the
+        content-free input, and must be the same black box as that step.
+
+    label_words : dict, default=None
+        Label -> word, or list of words, for every class: the zero-shot
+        scores are the masked LM's logits of these words at the mask (the
+        best of a class's words). A word the tokenizer splits is scored by
+        its first piece, with a warning. Needs text input.
+
+    label_descriptions : dict, default=None
+        Label -> description, or list of descriptions, for every class: the
+        zero-shot scores are cosine similarities between the input and the
+        descriptions. When neither ``label_words`` nor ``label_descriptions``
+        is given, descriptions are built from the label names.
+
+    proto_dim : int, default=128
+        Width of the projected space holding the prototypes.
+
+    zero_shot_weight : float or "auto", default="auto"
+        ``lambda``, the weight of the calibrated zero-shot probabilities in
+        the class scores. ``"auto"`` is ``1 / shots`` (more weight with fewer
+        examples). 0 gives a plain prototype network that needs no label
+        words or descriptions and sends no query for them.
+
+    prototypes : {"random", "class_mean"}, default="random"
+        ``"random"``: drawn at random on the unit sphere and frozen, as
+        DecT does; ``"class_mean"``: the projected class means, trained.
+
+    similarity_temperature : float, default=0.05
+        Divides cosine similarities to descriptions before the softmax over
+        classes (unused with label words, whose logits are used as they are).
+
+    max_epochs : int, default=30
+        Training epochs (full batches by default); 0 keeps the initial
+        decoder.
+
+    learning_rate : float, default=0.01
+        Adam learning rate.
+
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW); 0 is plain Adam, as published.
+
+    batch_size : int or None, default=None
+        Mini-batch size; None trains on full batches.
+
+    cv : int, default=0
+        0 or 1 trains ``max_epochs`` epochs, as published. 2 or more chooses
+        the number of epochs (up to ``max_epochs``) by an internal stratified
+        cross-validation on the training data, then retrains on all of it.
+
+    n_iter_no_change : int, default=10
+        With ``cv >= 2``: epochs without a better held-out loss before a
+        fold stops.
+
+    device : str, default="auto"
+        Where training runs: ``"auto"`` (CUDA when present), ``"cpu"``,
+        ``"cuda"``... The fitted model always lives on the CPU.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the projection, the prototypes and the data order; the same
+        value gives identical predictions on the CPU.
+
+    verbose : bool, default=False
+        Progress bars while embedding and training.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels seen in ``fit``.
+
+    embedder_ : BlackBoxEmbedder or None
+        The fitted clone of ``embedder`` for the inputs (None for numeric input).
+
+    zero_shot_source_ : {"label_words", "descriptions", None}
+        Where the zero-shot scores come from; None when ``zero_shot_weight_``
+        is 0.
+
+    zero_shot_weight_ : float
+        The ``lambda`` used.
+
+    label_words_ : list of list of str or None
+        The label words per class, in the order of ``classes_``.
+
+    descriptions_ : list of list of str or None
+        The descriptions per class, in the order of ``classes_``.
+
+    description_embeddings_ : ndarray of shape (n_descriptions, dim) or None
+        Their black-box embeddings.
+
+    content_free_scores_ : ndarray of shape (n_classes,) or None
+        The raw zero-shot scores of the content-free input, which calibrate
+        every other input's scores.
+
+    module_ : torch.nn.Module
+        The trained decoder, on the CPU.
+
+    n_epochs_ : int
+        Epochs of the final training.
+
+    input_kind_ : {"texts", "pairs", "numeric"}
+        What ``fit`` was given.
+
+    n_features_in_ : int
+        Width of numeric input (only when fitted on numeric representations).
+
+    See Also
+    --------
+    CrossTuneClassifier : Cross-attention between inputs and label descriptions.
+    BlackBoxEmbedder : The black box and its query cache.
+
+    Notes
+    -----
+    The reference implementation ignores its seed argument, overrides the
+    zero-shot weight and never selects its best epoch on held-out data. Here
+    ``random_state`` and ``zero_shot_weight`` are honoured, and ``cv >= 2``
+    chooses the number of epochs on held-out folds of the training data.
+
+    References
+    ----------
+    .. [1] G. Cui, W. Li, N. Ding, L. Huang, Z. Liu and M. Sun, "Decoder
+       Tuning: Efficient Language Understanding as Decoding", ACL 2023,
+       arXiv:2212.08408.
+
+    Examples
+    --------
+    >>> from skcrosstune import DecTClassifier
+    >>> texts = ["a joyful, moving film", "loved every minute", "dull and lifeless", "a tedious mess"]
+    >>> labels = ["positive", "positive", "negative", "negative"]
+    >>> clf = DecTClassifier(
+    ...     label_descriptions={"positive": "a glowing review", "negative": "a scathing review"},
+    ...     random_state=0,
+    ... ).fit(texts, labels)
+    >>> clf.zero_shot_weight_
+    0.5
+    >>> clf.predict(["an absolute delight"])
+    array(['positive'], dtype='<U8')
+    """
+
+    _parameter_constraints: dict = {
+        "embedder": [HasMethods(["fit", "transform"]), None],
+        "label_words": [dict, None],
+        "label_descriptions": [dict, None],
+        "proto_dim": [Interval(Integral, 1, None, closed="left")],
+        "zero_shot_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "prototypes": [StrOptions({"random", "class_mean"})],
+        "similarity_temperature": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "cv": [Interval(Integral, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        embedder=None,
+        label_words=None,
+        label_descriptions=None,
+        *,
+        proto_dim=128,
+        zero_shot_weight="auto",
+        prototypes="random",
+        similarity_temperature=0.05,
+        max_epochs=30,
+        learning_rate=0.01,
+        weight_decay=0.0,
+        batch_size=None,
+        cv=0,
+        n_iter_no_change=10,
+        device="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.embedder = embedder
+        self.label_words = label_words
+        self.label_descriptions = label_descriptions
+        self.proto_dim = proto_dim
+        self.zero_shot_weight = zero_shot_weight
+        self.prototypes = prototypes
+        self.similarity_temperature = similarity_temperature
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.cv = cv
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Query the black box once per text, calibrate its zero-shot scores, train the decoder.
+
+        Parameters
+        ----------
+        X : texts, sentence pairs, or ndarray of shape (n_samples, n_features)
+            Raw texts or pairs (embedded by ``embedder``), or representations
+            from an earlier BlackBoxEmbedder step.
+        y : array-like of shape (n_samples,)
+            Class labels of any type.
+
+        Returns
+        -------
+        self : DecTClassifier
+            The fitted classifier.
+        """
+        if self.label_words is not None and self.label_descriptions is not None:
+            raise ValueError("Give label_words (masked LM) or label_descriptions (embeddings), not both.")
+        H = self._fit_representations(X)
+        self.classes_, y_index = check_labels(y, H.shape[0])
+        n_classes = len(self.classes_)
+        shots = H.shape[0] / n_classes
+        self.zero_shot_weight_ = 1.0 / shots if self.zero_shot_weight == "auto" else float(self.zero_shot_weight)
+
+        self.zero_shot_source_ = self.label_words_ = self.descriptions_ = None
+        self.description_embeddings_ = self.content_free_scores_ = None
+        if self.zero_shot_weight_ > 0:
+            self._prepare_zero_shot(H)
+        features = np.hstack([H, self._calibrated_zero_shot(X, H)])
+
+        seed = torch_seed(self.random_state)
+        self.module_, self.n_epochs_ = train_classifier(
+            lambda X_train, y_train: _PrototypeDecoder(
+                X_train, y_train, H.shape[1], n_classes, self.proto_dim, self.prototypes, self.zero_shot_weight_
+            ),
+            features,
+            y_index,
+            max_epochs=self.max_epochs,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            cv=self.cv,
+            n_iter_no_change=self.n_iter_no_change,
+            device=resolve_device(self.device),
+            seed=seed,
+            no_decay=("radius",),
+            verbose=self.verbose,
+        )
+        return self
+
+    # ------------------------------------------------------------ zero shot
+    def _prepare_zero_shot(self, H: np.ndarray) -> None:
+        """Choose the zero-shot source, embed what it needs and score the content-free input."""
+        if self.label_words is not None:
+            if self.input_kind_ == "numeric":
+                raise ValueError(
+                    "label_words need texts, so that the masked LM's head can score them at the mask; "
+                    "pass texts, or use label_descriptions with numeric representations."
+                )
+            self.zero_shot_source_ = "label_words"
+            self.label_words_ = check_label_descriptions(self.label_words, self.classes_, name="label_words")
+        else:
+            self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
+            flat = [text for texts in self.descriptions_ for text in texts]
+            self.description_embeddings_ = self._embed_descriptions(flat)
+            if self._description_projection(H.shape[1], self.description_embeddings_.shape[1]) is None:
+                message = (
+                    f"The input features ({H.shape[1]} wide) cannot be compared with the label descriptions "
+                    "(another black box, or pair features without the sides 'u' and 'v')"
+                )
+                if self.zero_shot_weight != "auto":
+                    raise ValueError(f"{message}, so zero_shot_weight={self.zero_shot_weight!r} cannot be used.")
+                warnings.warn(f"{message}: training a plain prototype network.", UserWarning, stacklevel=3)
+                self.zero_shot_weight_ = 0.0
+                self.descriptions_ = self.description_embeddings_ = None
+                return
+            self.zero_shot_source_ = "descriptions"
+        empty = [("", "")] if self.input_kind_ == "pairs" else [""]
+        if self.input_kind_ == "numeric":
+            H_empty = self.description_embedder_.transform(empty)
+        else:
+            H_empty = self.embedder_.transform(empty)
+        self.content_free_scores_ = self._zero_shot_scores(empty, H_empty)[0]
+
+    def _zero_shot_scores(self, X, H: np.ndarray) -> np.ndarray:
+        """Raw class scores: label-word logits at the mask, or scaled similarities to descriptions."""
+        if self.zero_shot_source_ == "label_words":
+            return self.embedder_.label_word_scores(X, self.label_words_, output="logits")
+        projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
+        similarities = (H @ projection) @ self.description_embeddings_.T
+        owner = np.repeat(np.arange(len(self.classes_)), [len(texts) for texts in self.descriptions_])
+        best = np.stack([similarities[:, owner == c].max(axis=1) for c in range(len(self.classes_))], axis=1)
+        return best / self.similarity_temperature
+
+    def _calibrated_zero_shot(self, X, H: np.ndarray) -> np.ndarray:
+        if self.zero_shot_source_ is None:
+            return np.zeros((H.shape[0], len(self.classes_)), dtype=np.float32)
+        return calibrate(self._zero_shot_scores(X, H), self.content_free_scores_).astype(np.float32)
+
+    # ----------------------------------------------------------- prediction
+    def _representations(self, X) -> np.ndarray:
+        """The decoder's input: the representation and the calibrated zero-shot probabilities."""
+        H = super()._representations(X)
+        return np.hstack([H, self._calibrated_zero_shot(X, H)])
+
+    def _logits(self, features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module_(torch.as_tensor(features, dtype=torch.float32)).numpy()
+
+
+def calibrate(scores, content_free) -> np.ndarray:
+    """Calibrate zero-shot class scores by those of the content-free input.
+
+    DecT's rule, ``q_c = p_c / c_c`` with ``c`` the content-free class
+    probabilities divided by their mean, carried out in log space and
+    renormalised over the classes::
+
+        q = softmax(log_softmax(scores) - log_softmax(content_free))
+
+    Any real scores (logits, negative or near-zero similarities) give a
+    finite probability vector; a class the content-free input disfavours is
+    raised, one it favours is lowered, and a uniform content-free input
+    changes nothing.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples, n_classes)
+        Raw zero-shot scores (logits) of the inputs.
+    content_free : array-like of shape (n_classes,)
+        Raw zero-shot scores of the content-free input.
+
+    Returns
+    -------
+    q : ndarray of shape (n_samples, n_classes)
+        Calibrated class probabilities; each row sums to one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcrosstune.dect import calibrate
+    >>> calibrate(np.array([[2.0, 1.0]]), np.array([2.0, 1.0])).round(3)
+    array([[0.5, 0.5]])
+    >>> calibrate(np.array([[-3.0, -1.0]]), np.array([0.0, 0.0])).round(3)
+    array([[0.119, 0.881]])
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    content_free = np.asarray(content_free, dtype=np.float64).reshape(1, -1)
+    log_p = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+    log_c = content_free - np.logaddexp.reduce(content_free, axis=1, keepdims=True)
+    return softmax(log_p - log_c)
+
+
+class _PrototypeDecoder(nn.Module):
+    """Prototype scores in a learned projection, plus the weighted zero-shot probabilities.
+
+    Parameters
+    ----------
+    X, y : torch.Tensor
+        The training rows (representation then calibrated zero-shot
+        probabilities) and their class indices, to place the prototypes and
+        radii.
+    width, n_classes, proto_dim : int
+    prototypes : {"random", "class_mean"}
+    zero_shot_weight : float
+    """
+
+    def __init__(self, X, y, width, n_classes, proto_dim, prototypes, zero_shot_weight):
+        super().__init__()
+        self.width = width
+        self.zero_shot_weight = zero_shot_weight
+        self.projection = nn.Linear(width, proto_dim, bias=False)
+        with torch.no_grad():
+            v = self._project(X[:, :width])
+            if prototypes == "random":
+                self.register_buffer("prototypes", nn.functional.normalize(torch.randn(n_classes, proto_dim), dim=1))
+            else:
+                means = torch.stack([v[y == c].mean(0) for c in range(n_classes)])
+                self.prototypes = nn.Parameter(means)
+            spread = _distances(v, self.prototypes)[torch.arange(len(y)), y]
+            radius = torch.stack([spread[y == c].mean() for c in range(n_classes)])
+        self.radius = nn.Parameter(radius)
+
+    def _project(self, h):
+        return nn.functional.normalize(self.projection(h), dim=1)
+
+    def forward(self, features):
+        v = self._project(features[:, : self.width])
+        q = features[:, self.width :]
+        return -_distances(v, self.prototypes) + self.radius + self.zero_shot_weight * q
+
+
+def _distances(v, prototypes):
+    """Euclidean distances, with a gradient that stays finite when a point sits on its prototype."""
+    return torch.sqrt(((v[:, None, :] - prototypes[None]) ** 2).sum(-1) + 1e-12)

@@ -8,4 +8,4 @@ from .embedder import BlackBoxEmbedder
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BlackBoxEmbedder", "BlackBoxError", "CrossTuneClassifier", "DecTClassifier", "__version__"]
+__all__ = ["BlackBoxEmbedder", "BlackBoxError", "CrossTuneClassifier", "DecTClassifier", "LLMAugmenter", "__version__"]

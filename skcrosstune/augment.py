@@ -1,0 +1,711 @@
+"""LLMAugmenter: training examples written by a language model, filtered by a switch.
+
+The second half of CrossTune (Luo et al., LREC-COLING 2024, arXiv 2403.12468),
+as built here:
+
+1. **Generation by in-context learning.** For each class, a generator (an
+   OpenAI-compatible chat endpoint, or a local causal LM) is shown the task
+   description, every label with its description, ``n_demonstrations`` gold
+   examples per class drawn with ``random_state``, and is asked for
+   ``n_per_request`` new, diverse examples of that class, answered as JSON.
+   Each reply is stored in the query cache as it arrives, keyed by the
+   generator's fingerprint, the full prompt, the seed and the sample index.
+2. **Clean-up.** Replies are parsed leniently (code fences, text around the
+   JSON, a bare list or an object holding one); empty, malformed, over-long
+   and duplicate examples and copies of gold texts are dropped, each reason
+   counted.
+3. **The switch.** A teacher classifier fitted on the gold examples only
+   scores each generated example; it is kept when the teacher's probability
+   for the label it was written for is at least ``threshold``.
+
+Generation never depends on ``threshold`` or on the classifier behind the
+augmenter, so a grid search over them re-reads the cache: only a new prompt
+(another training fold, another seed) costs a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from numbers import Integral, Real
+
+import numpy as np
+from imblearn.over_sampling.base import BaseOverSampler
+from imblearn.utils import check_target_type
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+
+from ._validation import check_label_descriptions, check_labels, check_texts
+from .backends.chat import LocalChatGenerator, OpenAIChatGenerator
+from .backends.openai import split_api_model
+from .cache import QueryCache, default_cache_dir
+
+__all__ = ["LLMAugmenter", "parse_examples"]
+
+logger = logging.getLogger("skcrosstune")
+
+#: Why a generated example was left out, in the order the checks run.
+DROP_REASONS = ("malformed", "empty", "too_long", "gold_copy", "duplicate", "surplus", "below_threshold")
+
+_SYSTEM = "You write new, realistic examples for a text classification dataset. You reply with JSON only."
+_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)```", re.S)
+
+
+class LLMAugmenter(BaseOverSampler):
+    """Over-sampling with examples written by a language model, kept only when a teacher agrees.
+
+    A resampler in imbalanced-learn's protocol: ``fit_resample(X, y)``
+    returns the gold data followed by the kept generated examples, so it sits
+    in an :class:`imblearn.pipeline.Pipeline` in front of any classifier on
+    texts. Generation happens while fitting only, never at prediction.
+
+    Parameters
+    ----------
+    model : str, default="openai:gpt-4o-mini"
+        The generator. ``"openai:<name>"`` queries the chat-completions
+        endpoint at ``base_url``; any other value is a local Hugging Face
+        causal LM folder (or a hub name already in the local cache), sampled
+        on this machine.
+
+    task_description : str, default=None
+        What the classifier decides, in a sentence, shown first in the
+        prompt. None says that texts are classified into the labels below.
+
+    label_descriptions : dict, default=None
+        Label -> description (or list of descriptions, the first is shown),
+        for every class. None describes each label by its name. Also given to
+        the default teacher.
+
+    n_per_class : int or None, default=16
+        Examples requested per class. None uses ``sampling_strategy``
+        instead; setting both is an error.
+
+    sampling_strategy : float, str, dict or callable, default="auto"
+        How many examples to generate, in imbalanced-learn's vocabulary
+        (``"auto"`` balances the classes; a dict gives the target count per
+        class). Read only when ``n_per_class=None``.
+
+    n_demonstrations : int, default=4
+        Gold examples per class shown in each prompt (fewer when a class has
+        fewer), redrawn for every request.
+
+    n_per_request : int, default=8
+        Examples asked for in one request.
+
+    teacher : classifier, default=None
+        The switch's judge: any classifier on texts with ``predict_proba``,
+        fitted on the gold examples only. None uses a
+        :class:`~skcrosstune.CrossTuneClassifier` with
+        ``label_descriptions`` and ``random_state``.
+
+    threshold : float, default=0.5
+        A generated example is kept when the teacher's probability for its
+        intended label is at least ``threshold``; 0 switches the filter off
+        (and no teacher is fitted).
+
+    max_chars : int, default=None
+        Longest generated text kept, in characters (per side of a pair).
+        None allows three times the longest gold text.
+
+    max_requests : int, default=None
+        Budget of generation requests sent per fit (answers from the cache
+        are free; a retried request counts once). When it runs out,
+        generation stops with a warning and what was received is used.
+
+    temperature : float, default=1.0
+        Sampling temperature of the generator.
+
+    max_tokens : int, default=None
+        Upper bound on the tokens of one reply; None leaves it to the
+        endpoint (512 new tokens for a local model).
+
+    base_url : str, default=None
+        Endpoint of the OpenAI-compatible API; None uses ``$OPENAI_BASE_URL``
+        or the OpenAI API.
+
+    api_key_env : str or None, default="OPENAI_API_KEY"
+        The *name* of the environment variable holding the API key, read
+        when the first request is sent. The key is never stored in the
+        estimator, its repr, its logs or its pickle. None for servers that
+        need no key.
+
+    timeout : float, default=60.0
+        Seconds before a request counts as failed and is retried.
+
+    max_retries : int, default=5
+        Retries of rate-limited (honouring ``Retry-After``), failed (5xx) or
+        timed-out requests, with exponential backoff and jitter. A request
+        refused with 400, 401 or 403 raises at once, naming the endpoint and
+        model.
+
+    n_concurrent : int, default=4
+        Requests in flight at once (API generators only).
+
+    device : str, default="auto"
+        Where a local generator runs.
+
+    cache_dir : str, path, "auto" or None, default="auto"
+        Where replies are stored. ``"auto"`` uses ``$SKCROSSTUNE_CACHE_DIR``,
+        else the user cache folder; None keeps nothing between fits.
+
+    random_state : int, RandomState instance or None, default=None
+        Draws the demonstrations and the generator's sampling seeds, and
+        seeds the default teacher. An int makes refits and grid searches
+        re-read the cache instead of paying for new requests.
+
+    verbose : bool, default=False
+        A progress bar over requests, and a log line of what one fit cost.
+
+    Attributes
+    ----------
+    sampling_strategy_ : dict
+        Class -> number of examples requested.
+
+    generations_ : list of dict
+        One record per generated example, in the order received: ``text``
+        (and ``text_pair`` for pairs), ``label`` (the class it was written
+        for), ``probability`` (the teacher's probability for that label, NaN
+        when not scored), ``kept`` and ``reason`` (``"kept"`` or one of
+        ``"malformed"``, ``"empty"``, ``"too_long"``, ``"gold_copy"``,
+        ``"duplicate"``, ``"surplus"`` (beyond the number requested) and
+        ``"below_threshold"``).
+
+    drop_counts_ : dict
+        Reason -> number of generated examples dropped for it, plus
+        ``"unparseable"``: replies in which no JSON could be found.
+
+    n_generated_ : int
+        Generated examples added to the data.
+
+    teacher_ : classifier or None
+        The fitted teacher (None when ``threshold=0``).
+
+    generator_ : ChatGenerator
+        The generator (its client, holding the key, is never pickled).
+
+    cache_ : QueryCache or None
+        The reply store, or None when disabled.
+
+    n_requests_ : int
+        Generation requests sent during the last fit.
+
+    n_cache_hits_ : int
+        Requests answered by the cache during the last fit.
+
+    budget_exhausted_ : bool
+        Whether ``max_requests`` stopped generation.
+
+    n_features_in_ : int
+        Input columns: 1 for texts, 2 for sentence pairs.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Column names, when fitted on a DataFrame with string column names.
+
+    See Also
+    --------
+    CrossTuneClassifier : The default teacher, and a classifier to put behind.
+    imblearn.over_sampling.RandomOverSampler : Over-sampling by repetition.
+
+    Notes
+    -----
+    Sentence pairs are generated as pairs: the demonstrations and the
+    requested answer are objects with ``text`` and ``text_pair``.
+
+    Generated text is only data: it is parsed as JSON and never executed or
+    used as a prompt instruction.
+
+    References
+    ----------
+    .. [1] D. Luo, C. Zhang, Y. Zhang and H. Li, "CrossTune: Black-Box
+       Few-Shot Classification with Label Enhancement", LREC-COLING 2024,
+       arXiv:2403.12468.
+
+    Examples
+    --------
+    >>> from imblearn.pipeline import Pipeline
+    >>> from skcrosstune import CrossTuneClassifier, LLMAugmenter
+    >>> augmenter = LLMAugmenter(
+    ...     "openai:gpt-4o-mini",
+    ...     task_description="Is a movie review positive or negative?",
+    ...     label_descriptions={"positive": "a glowing review", "negative": "a scathing review"},
+    ...     n_per_class=32,
+    ...     threshold=0.6,
+    ...     random_state=0,
+    ... )
+    >>> pipe = Pipeline([("augment", augmenter), ("clf", CrossTuneClassifier(random_state=0))])
+    >>> pipe.get_params()["augment__threshold"]
+    0.6
+
+    Fitting sends requests to the endpoint (here the OpenAI API, with the key
+    in ``$OPENAI_API_KEY``)::
+
+        pipe.fit(texts, labels)
+        pipe[0].drop_counts_  # why generated examples were left out
+    """
+
+    _parameter_constraints: dict = {
+        **BaseOverSampler._parameter_constraints,
+        "model": [str],
+        "task_description": [str, None],
+        "label_descriptions": [dict, None],
+        "n_per_class": [Interval(Integral, 1, None, closed="left"), None],
+        "n_demonstrations": [Interval(Integral, 0, None, closed="left")],
+        "n_per_request": [Interval(Integral, 1, None, closed="left")],
+        "teacher": [HasMethods(["fit", "predict_proba"]), None],
+        "threshold": [Interval(Real, 0, 1, closed="both")],
+        "max_chars": [Interval(Integral, 1, None, closed="left"), None],
+        "max_requests": [Interval(Integral, 0, None, closed="left"), None],
+        "temperature": [Interval(Real, 0, None, closed="left")],
+        "max_tokens": [Interval(Integral, 1, None, closed="left"), None],
+        "base_url": [str, None],
+        "api_key_env": [str, None],
+        "timeout": [Interval(Real, 0, None, closed="neither")],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "n_concurrent": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "cache_dir": [str, os.PathLike, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model="openai:gpt-4o-mini",
+        *,
+        task_description=None,
+        label_descriptions=None,
+        n_per_class=16,
+        sampling_strategy="auto",
+        n_demonstrations=4,
+        n_per_request=8,
+        teacher=None,
+        threshold=0.5,
+        max_chars=None,
+        max_requests=None,
+        temperature=1.0,
+        max_tokens=None,
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        timeout=60.0,
+        max_retries=5,
+        n_concurrent=4,
+        device="auto",
+        cache_dir="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.model = model
+        self.task_description = task_description
+        self.label_descriptions = label_descriptions
+        self.n_per_class = n_per_class
+        self.n_demonstrations = n_demonstrations
+        self.n_per_request = n_per_request
+        self.teacher = teacher
+        self.threshold = threshold
+        self.max_chars = max_chars
+        self.max_requests = max_requests
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.n_concurrent = n_concurrent
+        self.device = device
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _check_X_y(self, X, y, accept_sparse=None):
+        """Accept texts or sentence pairs (not numeric features) and labels of any type."""
+        y, binarize_y = check_target_type(y, indicate_one_vs_all=True)
+        if binarize_y:
+            raise ValueError("y must hold one label per example; multilabel indicator targets are not supported.")
+        batch = check_texts(X)
+        check_labels(y, len(batch))
+        self.n_features_in_ = batch.n_columns
+        if batch.feature_names is not None:
+            self.feature_names_in_ = batch.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        rows = batch.texts if not batch.is_pair else list(zip(batch.texts, batch.text_pairs, strict=True))
+        return _object_rows(rows, batch.is_pair), np.asarray(y), binarize_y
+
+    # ------------------------------------------------------------ resampling
+    def _fit_resample(self, X, y):
+        pairs = X.ndim == 2
+        classes = np.unique(y)
+        self.sampling_strategy_ = self._requested_counts(classes)
+        descriptions = [texts[0] for texts in check_label_descriptions(self.label_descriptions, classes)]
+        gold = [_item(row, pairs) for row in X]
+        self.generator_ = self._make_generator()
+        self.cache_ = self._make_cache()
+        self.n_requests_ = 0
+        self.n_cache_hits_ = 0
+        self.budget_exhausted_ = False
+
+        prompter = _Prompter(self, gold, y, classes, descriptions, pairs)
+        candidates, self.drop_counts_ = self._generate(prompter, gold, pairs)
+        self.teacher_ = self._switch(candidates, X, y)
+        kept = [c for c in candidates if c["kept"]]
+        self.generations_ = candidates
+        self.n_generated_ = len(kept)
+        if self.verbose:
+            logger.info(
+                "LLMAugmenter: %d requests sent, %d from cache; %d of %d generated examples kept; dropped: %s.",
+                self.n_requests_,
+                self.n_cache_hits_,
+                len(kept),
+                len(candidates),
+                self.drop_counts_,
+            )
+        X_new = _object_rows([(c["text"], c["text_pair"]) if pairs else c["text"] for c in kept], pairs)
+        y_new = np.asarray([c["label"] for c in kept], dtype=y.dtype)
+        return np.concatenate([X, X_new]), np.concatenate([y, y_new])
+
+    def _requested_counts(self, classes) -> dict:
+        if self.n_per_class is None:
+            return dict(self.sampling_strategy_)
+        if not (isinstance(self.sampling_strategy, str) and self.sampling_strategy == "auto"):
+            raise ValueError(
+                "Give either n_per_class or sampling_strategy, not both: set n_per_class=None "
+                f"to use sampling_strategy={self.sampling_strategy!r}."
+            )
+        return {label: int(self.n_per_class) for label in classes}
+
+    def _make_generator(self):
+        api_model = split_api_model(self.model)
+        if api_model is not None:
+            return OpenAIChatGenerator(
+                api_model,
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+        return LocalChatGenerator(
+            self.model, temperature=self.temperature, max_tokens=self.max_tokens, device=self.device
+        )
+
+    def _make_cache(self) -> QueryCache | None:
+        if self.cache_dir is None:
+            return None
+        directory = default_cache_dir() if self.cache_dir == "auto" else self.cache_dir
+        return QueryCache(directory, self.generator_.fingerprint())
+
+    # ------------------------------------------------------------ generation
+    def _generate(self, prompter: _Prompter, gold: list, pairs: bool) -> tuple[list, dict]:
+        """Request, parse and clean examples until every class has its count (or requests run out)."""
+        wanted = {label: n for label, n in self.sampling_strategy_.items() if n > 0}
+        planned = {label: math.ceil(n / self.n_per_request) for label, n in wanted.items()}
+        limit = self._char_limit(gold)
+        seen = {_normalise(item) for item in gold}
+        gold_keys = set(seen)
+        counts = dict.fromkeys(("unparseable", *DROP_REASONS), 0)
+        records: list[dict] = []
+        valid = dict.fromkeys(wanted, 0)
+        next_sample = dict.fromkeys(wanted, 0)
+        while not self.budget_exhausted_:
+            requests = []
+            for label, n in wanted.items():
+                # at most twice the planned requests, so a generator that keeps failing cannot loop
+                missing = math.ceil(max(n - valid[label], 0) / self.n_per_request)
+                stop = min(next_sample[label] + missing, 2 * planned[label])
+                requests += [(label, i) for i in range(next_sample[label], stop)]
+                next_sample[label] = max(stop, next_sample[label])
+            if not requests:
+                break
+            replies = self._replies([prompter.request(label, i) for label, i in requests])
+            for (label, _), reply in zip(requests, replies, strict=True):
+                if reply is None:  # not sent: the budget ran out
+                    continue
+                examples = parse_examples(reply, pairs=pairs)
+                if examples is None:
+                    counts["unparseable"] += 1
+                    continue
+                for example in examples[: self.n_per_request]:
+                    reason = _clean_reason(example, limit, gold_keys, seen)
+                    if reason is None:
+                        seen.add(_normalise(example))
+                        reason = "surplus" if valid[label] >= wanted[label] else None
+                        valid[label] += reason is None
+                    if reason is not None:
+                        counts[reason] += 1
+                    records.append(_record(example, label, pairs, reason))
+        return records, counts
+
+    def _char_limit(self, gold: list) -> int:
+        if self.max_chars is not None:
+            return int(self.max_chars)
+        longest = max(max(map(len, item)) if isinstance(item, tuple) else len(item) for item in gold)
+        return 3 * max(longest, 1)
+
+    def _replies(self, requests: list[tuple[str, dict]]) -> list[str | None]:
+        """Replies from the cache, else from the generator; each one is stored as it arrives."""
+        keys = [key for key, _ in requests]
+        stored = self.cache_.get_texts(list(dict.fromkeys(keys))) if self.cache_ is not None else {}
+        replies = [stored.get(key) for key in keys]
+        self.n_cache_hits_ += sum(reply is not None for reply in replies)
+        missing = [i for i, reply in enumerate(replies) if reply is None]
+        if self.max_requests is not None:
+            allowed = max(self.max_requests - self.n_requests_, 0)
+            if len(missing) > allowed:
+                warnings.warn(
+                    f"LLMAugmenter stopped generating: the budget of max_requests={self.max_requests} requests "
+                    f"is spent ({len(missing) - allowed} more were needed); the examples received are used.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                self.budget_exhausted_ = True
+                missing = missing[:allowed]
+        if not missing:
+            return replies
+        from tqdm.auto import tqdm
+
+        workers = self.n_concurrent if self.generator_.concurrent else 1
+        with (
+            tqdm(total=len(missing), disable=not self.verbose, desc="LLMAugmenter", unit="request", leave=False) as bar,
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
+            futures = {pool.submit(self._send, requests[i][1]): i for i in missing}
+            try:
+                for future in as_completed(futures):
+                    i = futures[future]
+                    replies[i] = future.result()
+                    self.n_requests_ += 1
+                    if self.cache_ is not None:
+                        self.cache_.put_texts([(keys[i], replies[i])])
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return replies
+
+    def _send(self, request: dict) -> str:
+        return self.generator_.complete(request["messages"], seed=request["seed"])
+
+    # ------------------------------------------------------------ the switch
+    def _switch(self, records: list[dict], X, y):
+        """Score the clean generations with a teacher fitted on gold; keep those it agrees with."""
+        clean = [r for r in records if r["reason"] is None]
+        for record in clean:
+            record["kept"], record["reason"] = True, "kept"
+        if self.threshold == 0 or not clean:
+            return None
+        teacher = clone(self.teacher) if self.teacher is not None else self._default_teacher()
+        teacher.fit(_as_input(X), y)
+        pairs = X.ndim == 2
+        scored = [(r["text"], r["text_pair"]) if pairs else r["text"] for r in clean]
+        proba = np.asarray(teacher.predict_proba(_as_input(_object_rows(scored, pairs))))
+        column = {label: j for j, label in enumerate(teacher.classes_.tolist())}
+        for record, row in zip(clean, proba, strict=True):
+            record["probability"] = float(row[column[_plain(record["label"])]])
+            if record["probability"] < self.threshold:
+                record["kept"], record["reason"] = False, "below_threshold"
+                self.drop_counts_["below_threshold"] += 1
+        return teacher
+
+    def _default_teacher(self):
+        from .crosstune import CrossTuneClassifier
+
+        return CrossTuneClassifier(label_descriptions=self.label_descriptions, random_state=self.random_state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.sparse = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class _Prompter:
+    """Builds the request for the ``i``-th sample of a class: its key in the cache, messages and seed."""
+
+    def __init__(self, augmenter: LLMAugmenter, gold: list, y, classes, descriptions: list[str], pairs: bool):
+        self.augmenter = augmenter
+        self.gold = gold
+        self.classes = list(classes)
+        self.descriptions = descriptions
+        self.pairs = pairs
+        self.y = y
+        self.by_class = [np.flatnonzero(y == label) for label in classes]
+        self.seed = int(check_random_state(augmenter.random_state).randint(np.iinfo(np.int32).max))
+
+    def request(self, label, sample: int) -> tuple[str, dict]:
+        c = self.classes.index(label)
+        rng = np.random.default_rng([self.seed, c, sample])
+        k = self.augmenter.n_demonstrations
+        shown = [rng.choice(rows, size=min(k, len(rows)), replace=False) for rows in self.by_class]
+        order = rng.permutation(np.concatenate(shown).astype(int))
+        messages = [
+            {"role": "system", "content": _SYSTEM},
+            {"role": "user", "content": self._prompt(label, c, order)},
+        ]
+        seed = int(rng.integers(np.iinfo(np.int32).max))
+        item = {"messages": messages, "seed": self.seed, "sample": sample}
+        key = self.augmenter.cache_.key(item) if self.augmenter.cache_ is not None else json.dumps(item)
+        return key, {"messages": messages, "seed": seed}
+
+    def _prompt(self, label, c: int, demonstrations) -> str:
+        augmenter = self.augmenter
+        unit = "pair of texts (text, text_pair)" if self.pairs else "text"
+        task = augmenter.task_description or f"Classify each {unit} into one of the labels below."
+        lines = [f"Task: {task}", "", "Labels:"]
+        lines += [
+            f"- {json.dumps(str(name))}: {text}" for name, text in zip(self.classes, self.descriptions, strict=True)
+        ]
+        if len(demonstrations):
+            lines += ["", "Examples:"]
+            lines += [json.dumps(self._demonstration(i), ensure_ascii=False) for i in demonstrations]
+        n = augmenter.n_per_request
+        answer = (
+            f'a JSON list of {n} objects with the keys "text" and "text_pair"'
+            if self.pairs
+            else f"a JSON list of {n} strings"
+        )
+        lines += [
+            "",
+            f"Write {n} new, diverse examples of the label {json.dumps(str(label))} ({self.descriptions[c]}). "
+            "They must differ from the examples above and from each other, and read like real data of this task. "
+            f"Reply with {answer}, and nothing else.",
+        ]
+        return "\n".join(lines)
+
+    def _demonstration(self, i: int) -> dict:
+        item = self.gold[i]
+        shown = {"text": item[0], "text_pair": item[1]} if self.pairs else {"text": item}
+        return {**shown, "label": str(self.y[i])}
+
+
+# ---------------------------------------------------------------- parsing
+def parse_examples(reply: str, *, pairs: bool = False) -> list | None:
+    r"""The examples in a generator's reply, or None when it holds no JSON.
+
+    Accepts a JSON list anywhere in the reply (inside a code fence, after or
+    before other text), an object holding such a list (``{"examples": [...]}``)
+    or a single example object. Each entry becomes a str (single texts: a
+    string, or an object with ``"text"``) or a ``(text, text_pair)`` tuple
+    (pairs: an object with ``"text"`` and ``"text_pair"``, or a 2-element
+    list); an entry of any other shape becomes None.
+
+    Parameters
+    ----------
+    reply : str
+        The reply's text.
+    pairs : bool, default=False
+        Whether sentence pairs were asked for.
+
+    Returns
+    -------
+    examples : list or None
+
+    Examples
+    --------
+    >>> parse_examples('Sure! ```json\n["a fine film", "loved it"]\n``` Enjoy.')
+    ['a fine film', 'loved it']
+    >>> parse_examples('[{"text": "a", "text_pair": "b"}]', pairs=True)
+    [('a', 'b')]
+    >>> parse_examples("I cannot help with that.") is None
+    True
+    """
+    fenced = _FENCE.search(reply)
+    value = _first_json(fenced.group(1)) if fenced else None
+    if value is None:
+        value = _first_json(reply)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if lists else [value]
+    if not isinstance(value, list):
+        return None
+    return [_entry(entry, pairs) for entry in value]
+
+
+def _first_json(text: str):
+    """The first JSON list or object in ``text`` that decodes, ignoring what follows it."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[\[{]", text):
+        try:
+            return decoder.raw_decode(text, match.start())[0]
+        except ValueError:
+            continue
+    return None
+
+
+def _entry(entry, pairs: bool):
+    if pairs:
+        if isinstance(entry, dict):
+            entry = (entry.get("text"), entry.get("text_pair"))
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(s, str) for s in entry):
+            return (entry[0].strip(), entry[1].strip())
+        return None
+    if isinstance(entry, dict):
+        entry = entry.get("text")
+    return entry.strip() if isinstance(entry, str) else None
+
+
+def _normalise(item):
+    """Texts compare without case and spacing differences."""
+    if isinstance(item, tuple):
+        return tuple(_normalise(side) for side in item)
+    return " ".join(item.casefold().split())
+
+
+def _clean_reason(example, limit: int, gold_keys: set, seen: set) -> str | None:
+    """Why a parsed example is dropped before the switch, or None when it is clean."""
+    if example is None:
+        return "malformed"
+    sides = example if isinstance(example, tuple) else (example,)
+    if any(not side for side in sides):
+        return "empty"
+    if any(len(side) > limit for side in sides):
+        return "too_long"
+    key = _normalise(example)
+    if key in gold_keys:
+        return "gold_copy"
+    if key in seen:
+        return "duplicate"
+    return None
+
+
+def _record(example, label, pairs: bool, reason: str | None) -> dict:
+    if pairs:
+        text, text_pair = example if isinstance(example, tuple) else (None, None)
+        shown = {"text": text, "text_pair": text_pair}
+    else:
+        shown = {"text": example}
+    return {**shown, "label": _plain(label), "probability": float("nan"), "kept": False, "reason": reason}
+
+
+# ------------------------------------------------------------------ helpers
+def _item(row, pairs: bool):
+    return (row[0], row[1]) if pairs else row
+
+
+def _object_rows(rows: list, pairs: bool) -> np.ndarray:
+    """Texts as a 1-D object array, pairs as a 2-column one (never a character array)."""
+    out = np.empty((len(rows), 2) if pairs else len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        out[i] = row
+    return out
+
+
+def _as_input(X: np.ndarray):
+    """What a classifier on texts reads: a list of str, or of (text, text_pair) tuples."""
+    return [(a, b) for a, b in X] if X.ndim == 2 else list(X)
+
+
+def _plain(label):
+    return label.item() if isinstance(label, np.generic) else label

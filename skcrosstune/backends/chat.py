@@ -1,0 +1,180 @@
+"""Text generators as black boxes: chat messages in, one reply out.
+
+Two generators share one small protocol: :meth:`ChatGenerator.complete`
+answers a list of chat messages with the reply's text, for a given sampling
+seed, and :meth:`ChatGenerator.fingerprint` names the model and every
+setting that changes its answers (the cache key of a generation starts from
+it). An OpenAI-compatible chat-completions endpoint is queried through the
+``openai`` client with retries; a local Hugging Face causal LM samples on
+this machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from abc import ABC, abstractmethod
+
+from ._retry import call_with_retries
+from .local import resolve_model_path, weights_digest
+from .openai import OpenAIClient
+
+__all__ = ["ChatGenerator", "LocalChatGenerator", "OpenAIChatGenerator"]
+
+
+class ChatGenerator(ABC):
+    """Base class of text generators."""
+
+    #: Whether several requests may be in flight at once.
+    concurrent = False
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """Everything that changes the answers: model identity and sampling settings."""
+
+    @abstractmethod
+    def complete(self, messages: list[dict], *, seed: int) -> str:
+        """The reply to ``messages`` (``[{"role": ..., "content": ...}, ...]``), sampled with ``seed``."""
+
+
+class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
+    """A chat-completions endpoint speaking the OpenAI protocol.
+
+    Parameters
+    ----------
+    model : str
+        The model name the endpoint knows.
+    base_url : str or None
+        The endpoint; None uses ``$OPENAI_BASE_URL`` or the OpenAI API.
+    api_key_env : str or None
+        Name of the environment variable holding the key; None for servers
+        that need no key.
+    temperature : float
+    max_tokens : int or None
+        Upper bound on the reply's tokens; None leaves it to the server.
+    timeout : float
+        Seconds before a request counts as failed and is retried.
+    max_retries : int
+        Retries of rate-limited, failed or timed-out requests.
+    """
+
+    concurrent = True
+
+    def __init__(
+        self,
+        model,
+        *,
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        temperature=1.0,
+        max_tokens=None,
+        timeout=60.0,
+        max_retries=5,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def fingerprint(self) -> dict:
+        """The endpoint, model and sampling settings."""
+        return {
+            "backend": "openai-chat",
+            "base_url": self.endpoint,
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def complete(self, messages: list[dict], *, seed: int) -> str:
+        """One chat-completions request, retried on transient faults."""
+        client = self._get_client()
+        extra = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
+        response = call_with_retries(
+            lambda: client.chat.completions.create(
+                model=self.model, messages=messages, temperature=self.temperature, seed=seed, **extra
+            ),
+            what=f"chat-completions endpoint {self.endpoint} (model {self.model!r})",
+            max_retries=self.max_retries,
+            secret=self._secret,
+        )
+        if not response.choices:
+            return ""
+        return response.choices[0].message.content or ""
+
+
+@functools.lru_cache(maxsize=1)
+def _load_causal_lm(path: str, device: str):
+    """Load a causal LM and its tokenizer once per process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval().to(device)
+    return tokenizer, model
+
+
+class LocalChatGenerator(ChatGenerator):
+    """A Hugging Face causal language model on this machine, sampled for each request.
+
+    Parameters
+    ----------
+    model : str
+        A model folder (written by ``save_pretrained``) or a hub name already
+        in the local Hugging Face cache; nothing is downloaded.
+    temperature : float
+        Sampling temperature; 0 decodes greedily.
+    max_tokens : int or None
+        New tokens per reply (None: 512).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+
+    Notes
+    -----
+    The messages are rendered with the tokenizer's chat template when it has
+    one, else as ``"role: content"`` lines followed by ``"assistant:"``.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, model, *, temperature=1.0, max_tokens=None, device="auto"):
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.device = device
+        self.path = resolve_model_path(model)
+        self._digest = weights_digest(self.path)
+
+    def fingerprint(self) -> dict:
+        """The weights digest and sampling settings."""
+        return {
+            "backend": "local-chat",
+            "weights": self._digest,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def complete(self, messages: list[dict], *, seed: int) -> str:
+        """Sample one reply; the same seed gives the same reply on the same device."""
+        import torch
+
+        from .._training import resolve_device
+
+        device = resolve_device(self.device)
+        tokenizer, model = _load_causal_lm(str(self.path), device)
+        if getattr(tokenizer, "chat_template", None):
+            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        inputs = tokenizer(prompt, return_tensors="pt").to(device)
+        sampling = {"do_sample": False}
+        if self.temperature > 0:
+            sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0}
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(seed)
+            output = model.generate(**inputs, max_new_tokens=self.max_tokens or 512, pad_token_id=pad, **sampling)
+        return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

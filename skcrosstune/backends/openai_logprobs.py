@@ -1,0 +1,142 @@
+"""An OpenAI-compatible chat endpoint as a log-probability black box.
+
+The model reads a text and is asked for a one-token answer; the black box is
+the log-probability of each label word as that first token, read from the
+``top_logprobs`` the endpoint returns. Nothing but these numbers is used, as
+with a commercial API that hides its weights and hidden states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from ._retry import call_with_retries
+from .openai import OpenAIClient
+
+__all__ = ["OpenAILogProbBackend"]
+
+DEFAULT_INSTRUCTION = "Read the text and answer with a single word."
+
+
+class OpenAILogProbBackend(OpenAIClient):
+    """Log-probabilities of label words from a chat completions endpoint.
+
+    One request per input, asking for one token with its ``top_logprobs``.
+    A label word is matched to the listed tokens without surrounding spaces
+    and case; a word missing from the list gets the smallest listed
+    log-probability (an upper bound of its own), so a score is always finite.
+
+    Parameters
+    ----------
+    model : str
+        The model name the endpoint knows.
+    base_url : str, default=None
+        The endpoint, e.g. ``"http://localhost:8000/v1"``; None uses
+        ``$OPENAI_BASE_URL`` or the OpenAI API.
+    api_key_env : str or None, default="OPENAI_API_KEY"
+        The *name* of the environment variable holding the key, read at the
+        first request; None for servers that need no key.
+    instruction : str, default=None
+        The system message; None asks for a one-word answer.
+    top_logprobs : int, default=20
+        How many alternatives of the first token the endpoint lists (OpenAI
+        allows at most 20).
+    timeout : float, default=60.0
+    max_retries : int, default=5
+
+    Examples
+    --------
+    >>> from skcrosstune.backends.openai_logprobs import OpenAILogProbBackend
+    >>> backend = OpenAILogProbBackend("gpt-4o-mini", api_key_env=None)
+    >>> backend.fingerprint()["model"]
+    'gpt-4o-mini'
+    """
+
+    pair_separator = "\n"
+
+    def __init__(
+        self,
+        model,
+        *,
+        base_url=None,
+        api_key_env="OPENAI_API_KEY",
+        instruction=None,
+        top_logprobs=20,
+        timeout=60.0,
+        max_retries=5,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.instruction = instruction
+        self.top_logprobs = top_logprobs
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model!r}, base_url={self.base_url!r})"
+
+    def fingerprint(self) -> dict:
+        """Everything that changes the answers: endpoint, model, instruction and list length."""
+        return {
+            "backend": "openai-chat-logprobs",
+            "base_url": self.endpoint,
+            "model": self.model,
+            "instruction": self.instruction or DEFAULT_INSTRUCTION,
+            "top_logprobs": self.top_logprobs,
+        }
+
+    def label_word_log_probs(self, items: Sequence[Hashable], label_words: Sequence[str]) -> np.ndarray:
+        """Query the endpoint once per item: the first answer token's log-probability of each label word.
+
+        Parameters
+        ----------
+        items : sequence of str or (str, str)
+            Texts, or sentence pairs (joined by a newline).
+        label_words : sequence of str
+
+        Returns
+        -------
+        log_probs : ndarray of shape (len(items), len(label_words)), dtype float32
+        """
+        client = self._get_client()
+        wanted = [word.strip().lower() for word in label_words]
+        rows = []
+        for item in items:
+            text = item if isinstance(item, str) else self.pair_separator.join(item)
+            messages = [
+                {"role": "system", "content": self.instruction or DEFAULT_INSTRUCTION},
+                {"role": "user", "content": text or " "},
+            ]
+            response = call_with_retries(
+                lambda messages=messages: client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=True,
+                    top_logprobs=self.top_logprobs,
+                ),
+                what=f"chat endpoint {self.endpoint} (model {self.model!r})",
+                max_retries=self.max_retries,
+                secret=self._secret,
+            )
+            rows.append(self._read_first_token(response, wanted))
+        return np.asarray(rows, dtype=np.float32).reshape(len(items), len(wanted))
+
+    def _read_first_token(self, response, wanted: list[str]) -> list[float]:
+        logprobs = response.choices[0].logprobs if response.choices else None
+        content = getattr(logprobs, "content", None)
+        if not content or not content[0].top_logprobs:
+            raise RuntimeError(
+                f"The chat endpoint {self.endpoint} (model {self.model!r}) returned no top_logprobs; "
+                "this black box needs an endpoint that supports logprobs=True."
+            )
+        listed: dict[str, float] = {}
+        for alternative in content[0].top_logprobs:
+            token = alternative.token.strip().lower()
+            listed[token] = max(listed.get(token, -np.inf), float(alternative.logprob))
+        floor = min(listed.values())
+        return [listed.get(word, floor) for word in wanted]

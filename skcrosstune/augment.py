@@ -31,7 +31,7 @@ import math
 import os
 import re
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from numbers import Integral, Real
 
 import numpy as np
@@ -472,23 +472,25 @@ class LLMAugmenter(BaseOverSampler):
         from tqdm.auto import tqdm
 
         workers = self.n_concurrent if self.generator_.concurrent else 1
+        queue = list(reversed(missing))
         with (
             tqdm(total=len(missing), disable=not self.verbose, desc="LLMAugmenter", unit="request", leave=False) as bar,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            futures = {pool.submit(self._send, requests[i][1]): i for i in missing}
-            try:
-                for future in as_completed(futures):
-                    i = futures[future]
+            # at most `workers` requests in flight, so nothing new is sent after a failure
+            pending: dict = {}
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    i = queue.pop()
+                    pending[pool.submit(self._send, requests[i][1])] = i
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
                     replies[i] = future.result()
                     self.n_requests_ += 1
                     if self.cache_ is not None:
                         self.cache_.put_texts([(keys[i], replies[i])])
                     bar.update(1)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
         return replies
 
     def _send(self, request: dict) -> str:

@@ -1,0 +1,475 @@
+"""LLMAugmenter against a real local chat-completions server, through the real ``openai`` client.
+
+The server (tests/_openai_server.py) writes the requested number of examples
+of the requested label, deterministically from the request, so the same
+request always gets the same answer; retry back-off sleeps are recorded
+instead of slept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pytest
+from imblearn.pipeline import Pipeline
+from sklearn.base import clone
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+
+from skcrosstune import BlackBoxEmbedder, BlackBoxError, CrossTuneClassifier, LLMAugmenter
+from skcrosstune.augment import parse_examples
+from skcrosstune.backends import _retry
+from skcrosstune.backends.chat import LocalChatGenerator
+
+from ._openai_server import malformed_json, rate_limited, server_error, slow, unauthorized
+
+KEY_ENV = "SKCROSSTUNE_TEST_API_KEY"
+KEY = "sk-test-Augment9xQ2vL7pR4"
+POSITIVE = ["a great film", "good acting and a fine story", "fun , really funny", "the best scene", "love it"]
+NEGATIVE = ["a boring , long film", "awful plot", "the worst acting", "dull and too long", "bad , really bad"]
+TEXTS = POSITIVE + NEGATIVE
+LABELS = np.array(["pos"] * 5 + ["neg"] * 5, dtype=object)
+DESCRIPTIONS = {"pos": "a glowing review", "neg": "a scathing review"}
+REQUEST = re.compile(r'Write (\d+) new, diverse examples of the label (".*?")')
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def sleeps(monkeypatch):
+    delays: list[float] = []
+    monkeypatch.setattr(_retry.time, "sleep", delays.append)
+    return delays
+
+
+def requested(body) -> tuple[int, str]:
+    """How many examples of which label a request asks for."""
+    n, label = REQUEST.search(body["messages"][-1]["content"]).groups()
+    return int(n), json.loads(label)
+
+
+def writer(body) -> str:
+    """A well-behaved generator: n distinct examples of the label, the same for the same request."""
+    n, label = requested(body)
+    tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
+    words = "great fun best good" if label == "pos" else "awful dull worst bad"
+    return json.dumps([f"{words} {label} {tag} {j}" for j in range(n)])
+
+
+@pytest.fixture
+def server(openai_server):
+    openai_server.chat_reply = writer
+    return openai_server
+
+
+def chat_requests(server) -> list:
+    return server.requests_to("/chat/completions")
+
+
+def word_teacher():
+    """A plain scikit-learn classifier on texts."""
+    return make_pipeline(CountVectorizer(), LogisticRegression(C=10.0))
+
+
+def make_augmenter(server, tmp_path, **params):
+    settings = dict(
+        model="openai:test-chat",
+        base_url=server.url,
+        api_key_env=KEY_ENV,
+        label_descriptions=DESCRIPTIONS,
+        n_per_class=6,
+        n_per_request=3,
+        n_demonstrations=2,
+        teacher=word_teacher(),
+        threshold=0.5,
+        cache_dir=tmp_path / "cache",
+        timeout=2.0,
+        max_retries=2,
+        random_state=0,
+    )
+    settings.update(params)
+    return LLMAugmenter(**settings)
+
+
+# ------------------------------------------------------------------ generation
+def test_returns_the_gold_data_then_the_kept_generated_examples(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, threshold=0)
+    X_res, y_res = augmenter.fit_resample(TEXTS, LABELS)
+    assert isinstance(X_res, list) and X_res[:10] == TEXTS
+    np.testing.assert_array_equal(y_res[:10], LABELS)
+    assert len(X_res) == 10 + 2 * 6 and augmenter.n_generated_ == 12
+    for text, label in zip(X_res[10:], y_res[10:], strict=True):
+        assert f" {label} " in text
+    # 6 per class, 3 per request: 2 requests per class
+    assert augmenter.n_requests_ == len(chat_requests(server)) == 4
+    assert augmenter.sampling_strategy_ == {"neg": 6, "pos": 6}
+    assert all(r["kept"] and r["reason"] == "kept" for r in augmenter.generations_)
+
+
+def test_the_prompt_holds_task_labels_demonstrations_and_the_request(server, tmp_path):
+    make_augmenter(server, tmp_path, task_description="Is the review positive?", n_demonstrations=2).fit_resample(
+        TEXTS, LABELS
+    )
+    for request in chat_requests(server):
+        prompt = request.body["messages"][-1]["content"]
+        assert prompt.startswith("Task: Is the review positive?")
+        assert '- "pos": a glowing review' in prompt and '- "neg": a scathing review' in prompt
+        demos = [json.loads(line) for line in prompt.splitlines() if line.startswith('{"text"')]
+        assert sorted(d["label"] for d in demos) == ["neg", "neg", "pos", "pos"]
+        assert all(d["text"] in (POSITIVE if d["label"] == "pos" else NEGATIVE) for d in demos)
+        assert "JSON list of 3 strings" in prompt
+    assert sorted(requested(r.body)[1] for r in chat_requests(server)) == ["neg", "neg", "pos", "pos"]
+
+
+def test_demonstrations_are_drawn_with_random_state(server, tmp_path):
+    def prompts(seed):
+        server.reset()
+        make_augmenter(server, tmp_path, random_state=seed, cache_dir=None).fit_resample(TEXTS, LABELS)
+        return sorted(json.dumps(r.body["messages"]) for r in chat_requests(server))
+
+    assert prompts(1) == prompts(1)
+    assert prompts(1) != prompts(2)
+
+
+def test_the_container_type_is_kept(server, tmp_path):
+    pd = pytest.importorskip("pandas")
+    X_res, y_res = make_augmenter(server, tmp_path).fit_resample(pd.Series(TEXTS, name="review"), pd.Series(LABELS))
+    assert isinstance(X_res, pd.Series) and X_res.name == "review" and isinstance(y_res, pd.Series)
+    X_res, _ = make_augmenter(server, tmp_path).fit_resample(np.asarray(TEXTS), LABELS)
+    assert isinstance(X_res, np.ndarray) and X_res.ndim == 1 and len(X_res) > 10
+
+
+def test_sentence_pairs_are_generated_as_pairs(server, tmp_path):
+    def pair_writer(body):
+        n, label = requested(body)
+        return json.dumps([{"text": f"premise {label} {j}", "text_pair": f"hypothesis {label} {j}"} for j in range(n)])
+
+    server.chat_reply = pair_writer
+    pairs = [(t, "it was good") for t in POSITIVE] + [(t, "it was awful") for t in NEGATIVE]
+    augmenter = make_augmenter(server, tmp_path, threshold=0, n_per_class=3)
+    X_res, y_res = augmenter.fit_resample(pairs, LABELS)
+    assert [tuple(row) for row in X_res[10:]] == [(f"premise {c} {j}", f"hypothesis {c} {j}") for c in ("neg", "pos")
+                                                  for j in range(3)]  # fmt: skip
+    prompt = chat_requests(server)[0].body["messages"][-1]["content"]
+    assert 'objects with the keys "text" and "text_pair"' in prompt and '"text_pair": "it was' in prompt
+    assert augmenter.generations_[0]["text_pair"] == "hypothesis neg 0"
+
+
+def test_n_per_class_or_sampling_strategy(server, tmp_path):
+    labels = np.array(["pos"] * 5 + ["neg"] * 2, dtype=object)
+    texts = POSITIVE + NEGATIVE[:2]
+    augmenter = make_augmenter(server, tmp_path, n_per_class=None, sampling_strategy="auto", threshold=0)
+    _, y_res = augmenter.fit_resample(texts, labels)
+    assert augmenter.sampling_strategy_ == {"neg": 3} and list(y_res).count("neg") == 5
+    augmenter.set_params(sampling_strategy={"neg": 6, "pos": 7})
+    _, y_res = augmenter.fit_resample(texts, labels)
+    assert list(y_res).count("neg") == 6 and list(y_res).count("pos") == 7
+    with pytest.raises(ValueError, match="either n_per_class or sampling_strategy"):
+        make_augmenter(server, tmp_path, sampling_strategy="minority").fit_resample(texts, labels)
+
+
+# ------------------------------------------------------------------- parsing
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('["a", "b"]', ["a", "b"]),
+        ('```json\n["a", "b"]\n```', ["a", "b"]),
+        ('Here you go:\n```\n["a", "b"]\n```\nLet me know if you need more [1].', ["a", "b"]),
+        ('["a", "b"] I hope these help!', ["a", "b"]),
+        ('{"examples": [{"text": " a "}, {"text": "b"}]}', ["a", "b"]),
+        ('["a", 3, {"label": "x"}]', ["a", None, None]),
+        ("Sorry, I cannot do that.", None),
+        ('["a", "b"', None),
+    ],
+)
+def test_replies_are_parsed_leniently(reply, expected):
+    assert parse_examples(reply) == expected
+
+
+def test_bad_generations_are_dropped_and_counted_per_reason(server, tmp_path):
+    replies = {
+        "pos": iter(
+            [
+                json.dumps(["great new one", "", "great new one", "x" * 200, "love it", 7]),
+                "I'd rather not.",  # unparseable; the class stays short after twice the planned requests
+            ]
+        ),
+        "neg": iter(
+            [
+                json.dumps(["awful new one", "bad , REALLY  bad", "awful other one"]),
+                json.dumps(["awful third one", "awful fourth one"]),
+            ]
+        ),
+    }
+    server.chat_reply = lambda body: next(replies[requested(body)[1]])
+    augmenter = make_augmenter(server, tmp_path, n_per_class=3, n_per_request=6, threshold=0)
+    X_res, y_res = augmenter.fit_resample(TEXTS, LABELS)
+    counts = augmenter.drop_counts_
+    assert counts["unparseable"] == 1
+    assert {k: counts[k] for k in ("empty", "duplicate", "too_long", "gold_copy", "malformed", "surplus")} == {
+        "empty": 1,
+        "duplicate": 1,
+        "too_long": 1,
+        "gold_copy": 2,
+        "malformed": 1,
+        "surplus": 1,  # "awful fourth one": only 3 were requested
+    }
+    assert sorted(X_res[10:]) == ["awful new one", "awful other one", "awful third one", "great new one"]
+    reasons = [r["reason"] for r in augmenter.generations_]
+    assert reasons.count("kept") == 4 and len(reasons) == 6 + 3 + 2
+
+
+def test_a_generator_that_never_answers_usably_stops_after_twice_the_planned_requests(server, tmp_path):
+    server.chat_reply = lambda body: "no JSON here"
+    augmenter = make_augmenter(server, tmp_path, threshold=0)
+    X_res, _ = augmenter.fit_resample(TEXTS, LABELS)
+    assert X_res == TEXTS
+    assert augmenter.drop_counts_["unparseable"] == len(chat_requests(server)) == 2 * 4
+
+
+# ------------------------------------------------------------------ the switch
+def test_the_switch_keeps_what_the_teacher_believes(server, tmp_path):
+    def mixed_writer(body):
+        n, label = requested(body)
+        other = "neg" if label == "pos" else "pos"
+        words = {"pos": "great fun best good", "neg": "awful dull worst bad"}
+        tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
+        # the last example is written with the other label's words
+        return json.dumps([f"{words[label if j < n - 1 else other]} {tag} {j}" for j in range(n)])
+
+    server.chat_reply = mixed_writer
+    augmenter = make_augmenter(server, tmp_path, threshold=0.5)
+    X_res, y_res = augmenter.fit_resample(TEXTS, LABELS)
+    records = augmenter.generations_
+    scored = [r["text"] for r in records]
+    proba = augmenter.teacher_.predict_proba(scored)
+    classes = list(augmenter.teacher_.classes_)
+    for record, row in zip(records, proba, strict=True):
+        assert record["probability"] == pytest.approx(row[classes.index(record["label"])])
+        assert record["kept"] == (record["probability"] >= 0.5)
+        assert record["reason"] == ("kept" if record["kept"] else "below_threshold")
+    flipped = [r for r in records if r["text"].endswith(" 2")]
+    assert flipped and not any(r["kept"] for r in flipped)
+    assert augmenter.drop_counts_["below_threshold"] == sum(not r["kept"] for r in records) >= len(flipped)
+    assert len(X_res) == 10 + sum(r["kept"] for r in records)
+    # the teacher saw the gold examples only
+    assert augmenter.teacher_[0].vocabulary_.keys() == CountVectorizer().fit(TEXTS).vocabulary_.keys()
+
+
+def test_threshold_zero_switches_the_filter_off(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, threshold=0).fit(TEXTS, LABELS)
+    assert not hasattr(augmenter, "teacher_")  # fit only checks; generation happens in fit_resample
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert augmenter.teacher_ is None
+    assert all(math.isnan(r["probability"]) and r["kept"] for r in augmenter.generations_)
+
+
+def test_the_default_teacher_is_crosstune_on_the_label_descriptions(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=3)
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert isinstance(augmenter.teacher_, CrossTuneClassifier)
+    assert augmenter.teacher_.descriptions_ == [["a scathing review"], ["a glowing review"]]
+    assert all(0.0 <= r["probability"] <= 1.0 for r in augmenter.generations_)
+
+
+# --------------------------------------------------------------- cache and cost
+def test_a_grid_over_threshold_sends_no_new_generation_request(server, tmp_path):
+    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path)
+
+    def search(thresholds, cache):
+        server.reset()
+        pipe = Pipeline(
+            [
+                ("augment", make_augmenter(server, tmp_path, cache_dir=tmp_path / cache)),
+                ("clf", CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=10, cv=0, random_state=0)),
+            ]
+        )
+        cv = StratifiedKFold(2, shuffle=True, random_state=0)
+        grid = GridSearchCV(pipe, {"augment__threshold": thresholds}, cv=cv).fit(TEXTS, LABELS)
+        return grid, len(chat_requests(server))
+
+    _, one = search([0.5], "a")
+    grid, three = search([0.0, 0.5, 0.9], "b")
+    # two training folds and the refit, each with its own prompts; nothing more for more thresholds
+    assert one == three == 3 * 4
+    assert grid.best_params_["augment__threshold"] in (0.0, 0.5, 0.9)
+    _, again = search([0.0, 0.5, 0.9], "b")
+    assert again == 0
+    assert grid.predict(["great fun"]).shape == (1,)
+
+
+def test_a_run_killed_halfway_repays_nothing_already_received(server, tmp_path):
+    server.push(None, None, unauthorized())
+    augmenter = make_augmenter(server, tmp_path, n_concurrent=1)
+    with pytest.raises(BlackBoxError):
+        augmenter.fit_resample(TEXTS, LABELS)
+    assert len(chat_requests(server)) == 3
+    server.reset()
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert augmenter.n_requests_ == len(chat_requests(server)) == 2
+    assert augmenter.n_cache_hits_ == 2
+
+
+def test_max_requests_stops_cleanly_and_uses_what_was_generated(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, threshold=0, max_requests=3, n_concurrent=1)
+    with pytest.warns(UserWarning, match="max_requests=3"):
+        X_res, _ = augmenter.fit_resample(TEXTS, LABELS)
+    assert len(chat_requests(server)) == augmenter.n_requests_ == 3 and augmenter.budget_exhausted_
+    assert len(X_res) == 10 + 3 * 3
+    # cached answers are free: a second fit with the same budget completes
+    server.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X_res, _ = clone(augmenter).fit_resample(TEXTS, LABELS)
+    assert len(chat_requests(server)) == 1 and len(X_res) == 10 + 12
+
+
+# ---------------------------------------------------------------------- faults
+@pytest.mark.parametrize(
+    "fault, extra_requests",
+    [(malformed_json(), 1), (rate_limited(3), 1), (server_error(500), 1), (server_error(503), 1), (slow(4.0), 1)],
+    ids=["malformed-json", "429-retry-after", "500", "503", "slow-past-timeout"],
+)
+def test_transient_faults_are_retried(server, tmp_path, sleeps, fault, extra_requests):
+    server.push(fault)
+    augmenter = make_augmenter(server, tmp_path, threshold=0, n_concurrent=1, timeout=1.0)
+    X_res, _ = augmenter.fit_resample(TEXTS, LABELS)
+    assert len(X_res) == 22
+    assert len(chat_requests(server)) == 4 + extra_requests and augmenter.n_requests_ == 4
+    assert len(sleeps) == 1
+    if fault.status == 429:
+        assert sleeps[0] >= 3.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_refused_requests_raise_at_once_naming_endpoint_and_model_never_the_key(server, tmp_path, status, caplog):
+    from ._openai_server import Fault
+
+    server.push(Fault(status=status, echo_key=True))
+    augmenter = make_augmenter(server, tmp_path, n_concurrent=1)
+    with caplog.at_level(logging.DEBUG), pytest.raises(BlackBoxError) as info:
+        augmenter.fit_resample(TEXTS, LABELS)
+    message = str(info.value)
+    assert f"HTTP {status}" in message and server.url in message and "'test-chat'" in message
+    assert KEY not in message and KEY not in caplog.text
+    assert len(chat_requests(server)) == 1
+
+
+def test_an_unset_key_variable_is_named(server, tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ValueError, match=KEY_ENV):
+        make_augmenter(server, tmp_path).fit_resample(TEXTS, LABELS)
+
+
+# ------------------------------------------------------------ sklearn contract
+def test_pipeline_pickles_without_client_or_key(server, tmp_path, caplog):
+    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path)
+    pipe = Pipeline(
+        [
+            ("augment", make_augmenter(server, tmp_path, verbose=True)),
+            ("clf", CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=10, cv=0, random_state=0)),
+        ]
+    )
+    with caplog.at_level(logging.INFO, logger="skcrosstune"):
+        pipe.fit(TEXTS, LABELS)
+    n_chat = len(chat_requests(server))
+    pipe.predict(["great fun", "awful"])
+    assert len(chat_requests(server)) == n_chat  # nothing is generated at prediction
+    assert "requests sent" in caplog.text and KEY not in caplog.text
+    blob = pickle.dumps(pipe)
+    assert KEY.encode() not in blob and b"openai._client" not in blob
+    restored = pickle.loads(blob)
+    assert restored["augment"].generator_._client is None and restored["augment"].generator_._secret is None
+    np.testing.assert_array_equal(restored.predict(TEXTS), pipe.predict(TEXTS))
+    assert KEY not in repr(pipe) and KEY not in str(pipe.get_params())
+
+
+def test_clone_and_params(tmp_path):
+    augmenter = LLMAugmenter("openai:x", threshold=0.7, teacher=word_teacher(), random_state=3)
+    copy = clone(augmenter)
+    assert copy.get_params()["threshold"] == 0.7 and copy.get_params()["teacher__logisticregression__C"] == 10.0
+    assert not [name for name in copy.get_params() if "key" in name and name != "api_key_env"]
+
+
+@pytest.mark.parametrize(
+    "X, y, error, match",
+    [
+        (np.zeros((4, 3)), [0, 1, 0, 1], TypeError, "raw texts are expected"),
+        (["a", "b", None, "d"], [0, 1, 0, 1], ValueError, "missing value"),
+        (["a", "b", "c", "d"], [0, 0, 0, 0], ValueError, "only one class"),
+        (["a", "b", "c"], [0, 1, 0, 1], ValueError, "4 labels for 3 inputs"),
+    ],
+)
+def test_bad_input_is_named(server, tmp_path, X, y, error, match):
+    with pytest.raises(error, match=match):
+        make_augmenter(server, tmp_path).fit_resample(X, y)
+    assert not chat_requests(server)
+
+
+# ------------------------------------------------------------ local generator
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A randomly initialised 2-layer GPT-2 with a small byte-level BPE tokenizer."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from ._tiny_models import CORPUS, TINY, _build
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS + ['["a", "b"]'], vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(folder))
+    tokenizer = _build(GPT2TokenizerFast, vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=TINY["hidden_size"],
+        n_layer=TINY["num_hidden_layers"],
+        n_head=TINY["num_attention_heads"],
+        n_positions=2048,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_local_causal_lm_generates_through_the_cache(tiny_gpt2, tmp_path, monkeypatch):
+    calls = []
+    original = LocalChatGenerator.complete
+
+    def counted(self, messages, seed):
+        calls.append(seed)
+        return original(self, messages, seed=seed)
+
+    monkeypatch.setattr(LocalChatGenerator, "complete", counted)
+    augmenter = LLMAugmenter(
+        str(tiny_gpt2), n_per_class=2, n_per_request=2, max_tokens=8, threshold=0, device="cpu", random_state=0
+    )
+    X_res, _ = augmenter.fit_resample(TEXTS, LABELS)
+    # a random model writes no JSON: every reply is counted, at most twice the planned requests are made
+    assert augmenter.drop_counts_["unparseable"] == augmenter.n_requests_ == len(calls) == 4
+    assert X_res == TEXTS
+    generator = augmenter.generator_
+    first = generator.complete([{"role": "user", "content": "the film"}], seed=1)
+    assert isinstance(first, str) and first == generator.complete([{"role": "user", "content": "the film"}], seed=1)
+    calls.clear()
+    clone(augmenter).fit_resample(TEXTS, LABELS)
+    assert calls == []  # every reply came from the cache
+    assert generator.fingerprint()["backend"] == "local-chat"

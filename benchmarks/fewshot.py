@@ -56,7 +56,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 
-from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier
+from skcrosstune import BlackBoxEmbedder, BlackBoxPromptClassifier, CrossTuneClassifier
 from skcrosstune.datasets import FEWSHOT_SEEDS, list_tasks, load_fewshot
 
 from . import report
@@ -211,6 +211,19 @@ def _crosstune(ctx: RunContext) -> BaseEstimator:
 
 
 register(Method("crosstune", _crosstune, uses_descriptions=True))
+
+# BDPL's search queries the black box ~sample_size times per training text and step, and every
+# prompted test text is new to it: a small schedule keeps 8 tasks x 5 seeds within ~40 minutes on a CPU.
+BDPL_SCHEDULE = dict(prompt_length=5, n_candidates=50, sample_size=8, batch_size=24, max_queries=2000)
+
+
+def _bdpl(ctx: RunContext) -> BaseEstimator:
+    return BlackBoxPromptClassifier(
+        clone(ctx.embedder), label_descriptions=ctx.descriptions, random_state=ctx.seed, **BDPL_SCHEDULE
+    )
+
+
+register(Method("bdpl", _bdpl, uses_descriptions=True, kinds=("single",)))
 
 # The sentence-pair study: what the linear probe sees of a pair (embedder settings per variant).
 PAIR_PROBES = {

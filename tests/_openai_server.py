@@ -8,7 +8,9 @@ client and a real socket:
   its own vector from a hash, so identical texts always get identical
   vectors, and the ``dimensions`` field shortens them.
 * ``POST /v1/chat/completions`` returns replies given by a callable that
-  tests can set (by default an echo of the last user message).
+  tests can set (by default an echo of the last user message), and with
+  ``logprobs=True`` the ``top_logprobs`` of the first reply token, given by
+  another callable.
 
 Every request is recorded (path, JSON body, ``Authorization`` header), and
 a queue of scripted faults is consumed one per request before normal
@@ -245,6 +247,11 @@ class OpenAIServer:
         ``chat_reply(body) -> str`` gives the reply content of a chat
         completion from the decoded request body (called once per choice);
         None echoes the last user message. Can be replaced at any time.
+    chat_logprobs : callable, default=None
+        ``chat_logprobs(body) -> dict`` gives token -> log-probability of the
+        alternatives for the first reply token, answered when the request
+        asks for ``logprobs`` (the ``top_logprobs`` most likely are listed);
+        None lists the reply's first word with log-probability 0.
     reverse_data : bool, default=False
         List embeddings in reverse order in the response (each keeps its
         ``index``), to check that clients order rows by ``index``.
@@ -271,12 +278,14 @@ class OpenAIServer:
         api_key: str | None = None,
         width: int = DEFAULT_WIDTH,
         chat_reply: Callable[[dict], str] | None = None,
+        chat_logprobs: Callable[[dict], dict] | None = None,
         reverse_data: bool = False,
     ):
         self.api_key = api_key
         self.reverse_data = reverse_data
         self.width = width
         self.chat_reply = chat_reply
+        self.chat_logprobs = chat_logprobs
         self._lock = threading.Lock()
         self._faults: list[Fault | None] = []
         self._requests: list[RecordedRequest] = []
@@ -441,7 +450,7 @@ class OpenAIServer:
                 {
                     "index": index,
                     "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": None,
+                    "logprobs": self._first_token_logprobs(body, content) if body.get("logprobs") else None,
                     "finish_reason": "stop",
                 }
             )
@@ -460,6 +469,12 @@ class OpenAIServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+    def _first_token_logprobs(self, body: dict, content: str) -> dict:
+        alternatives = (self.chat_logprobs or (lambda _: {(content.split() or [""])[0]: 0.0}))(body)
+        listed = sorted(alternatives.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
+        top = [{"token": token, "logprob": float(logprob), "bytes": None} for token, logprob in listed]
+        return {"content": [dict(top[0], top_logprobs=top)], "refusal": None}
 
 
 def _echo_last_user_message(body: dict) -> str:

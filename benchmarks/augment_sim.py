@@ -1,0 +1,322 @@
+"""Simulation: what LLMAugmenter's switch is worth, with a stand-in generator of controlled quality.
+
+No real LLM is reachable here, so the generator is a stand-in whose label
+noise we set: an OpenAI-compatible chat endpoint on 127.0.0.1 (the test
+suite's HTTP server, tests/_openai_server.py, with the reply logic below)
+that answers each request "write n examples of label c" with n real, unseen
+training texts of label c from ``full_train.jsonl`` (never a test text, never
+the run's gold train or dev texts), each replaced with probability ``noise``
+by a text of another label. The augmenter talks to it through the real
+``openai`` client, exactly as to a hosted model.
+
+Per task (sst2, sst5, trec), 16-shot split seed and noise level, CrossTune
+(all-MiniLM-L6-v2) accuracy on the full test set for:
+
+* ``gold``: the 16 gold examples per class only;
+* ``no switch``: gold + every clean generation (``threshold=0``);
+* ``switch``: gold + the generations the teacher keeps, ``threshold`` chosen
+  by GridSearchCV over an imblearn Pipeline on the gold training data only;
+* ``oracle``: gold + only the uncorrupted generations (a perfect switch, for
+  reference);
+
+and the precision and recall of the switch at rejecting corrupted examples.
+
+Run from the repository root::
+
+    python -m benchmarks.augment_sim                      # all tasks, seeds and noise levels
+    python -m benchmarks.augment_sim --tasks sst2 --seeds 13 --noise 0.3 --results-dir /tmp/quick
+    python -m benchmarks.augment_sim --report-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .fewshot import DEFAULT_CACHE_DIR, DEFAULT_DATA_HOME, DEFAULT_RESULTS_DIR, load_descriptions
+
+TASKS = ("sst2", "sst5", "trec")
+NOISE_LEVELS = (0.0, 0.3, 0.5)
+THRESHOLDS = (0.0, 0.3, 0.5, 0.7)
+N_PER_CLASS = 128
+GRID_FOLDS = 3
+TASK_DESCRIPTIONS = {
+    "sst2": "Is the sentiment of a movie review sentence negative or positive?",
+    "sst5": "How positive is a movie review sentence, on a five-point scale?",
+    "trec": "What kind of answer does a question ask for?",
+}
+_REQUEST = re.compile(r'Write (\d+) new, diverse examples of the label (".*?")')
+
+
+class StandInGenerator:
+    """The reply logic of the stand-in LLM: real unseen texts of the asked label, some relabelled.
+
+    Parameters
+    ----------
+    rows : list of dict
+        ``full_train.jsonl`` rows (``text``, ``label``).
+    exclude : set of str
+        Texts never returned (the run's gold and dev texts, the test set).
+    noise : float
+        Probability that an answer is replaced by a text of another label.
+
+    Attributes
+    ----------
+    truth : dict
+        Every text answered -> its real label.
+    """
+
+    def __init__(self, rows: list[dict], exclude: set, noise: float):
+        self.noise = noise
+        self.pools: dict[str, list[str]] = {}
+        for row in rows:
+            if row["text"] not in exclude:
+                self.pools.setdefault(row["label"], []).append(row["text"])
+        self.truth = {text: label for label, texts in self.pools.items() for text in texts}
+
+    def __call__(self, body: dict) -> str:
+        match = _REQUEST.search(body["messages"][-1]["content"])
+        n, label = int(match.group(1)), json.loads(match.group(2))
+        # the same request always gets the same answer; the clean draw does not depend on the noise level
+        digest = hashlib.blake2b(json.dumps([body["messages"], body.get("seed")]).encode(), digest_size=8).digest()
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
+        pool = self.pools[label]
+        texts = [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+        corrupt = rng.random(len(texts)) < self.noise
+        others = [other for other in self.pools if other != label]
+        for j in np.flatnonzero(corrupt):
+            wrong = self.pools[others[rng.integers(len(others))]]
+            texts[j] = wrong[rng.integers(len(wrong))]
+        return json.dumps(texts)
+
+
+def read_rows(data_home: Path, task: str, name: str) -> list[dict]:
+    with open(data_home / task / name, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
+    """All four conditions on one split and noise level."""
+    from imblearn.pipeline import Pipeline
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, LLMAugmenter
+    from skcrosstune.datasets import load_fewshot
+
+    data = load_fewshot(task, 16, seed, data_home=data_home)
+    descriptions = load_descriptions(task, data.labels)
+    exclude = set(data.X_train) | set(data.X_dev) | set(data.X_test)
+    stand_in = StandInGenerator(read_rows(data_home, task, "full_train.jsonl"), exclude, noise)
+    server.chat_reply = stand_in
+    embedder = BlackBoxEmbedder(cache_dir=DEFAULT_CACHE_DIR)
+    classifier = CrossTuneClassifier(embedder, descriptions, random_state=seed)
+    augmenter = LLMAugmenter(
+        f"openai:stand-in-{task}-noise{round(100 * noise)}",
+        base_url=server.url,
+        api_key_env=None,
+        task_description=TASK_DESCRIPTIONS[task],
+        label_descriptions=descriptions,
+        n_per_class=n_per_class,
+        teacher=CrossTuneClassifier(embedder, descriptions, random_state=seed),
+        cache_dir=DEFAULT_CACHE_DIR,
+        random_state=seed,
+    )
+    X, y = list(data.X_train), np.asarray(data.y_train)
+
+    def test_accuracy(model) -> float:
+        return float(accuracy_score(data.y_test, model.predict(data.X_test)))
+
+    start = time.perf_counter()
+    record = {"task": task, "seed": seed, "noise": noise, "n_per_class": n_per_class}
+    record["gold"] = test_accuracy(clone(classifier).fit(X, y))
+
+    # every clean generation; the oracle drops exactly the corrupted ones
+    X_all, y_all = clone(augmenter).set_params(threshold=0).fit_resample(X, y)
+    generated = list(zip(X_all[len(X) :], y_all[len(X) :], strict=True))
+    corrupted = np.asarray([stand_in.truth[text] != label for text, label in generated])
+    record["no_switch"] = test_accuracy(clone(classifier).fit(X_all, y_all))
+    clean = [pair for pair, bad in zip(generated, corrupted, strict=True) if not bad]
+    X_oracle = X + [text for text, _ in clean]
+    y_oracle = np.concatenate([y, np.asarray([label for _, label in clean], dtype=y.dtype)])
+    record["oracle"] = test_accuracy(clone(classifier).fit(X_oracle, y_oracle))
+
+    pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
+    folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
+    search = GridSearchCV(pipe, {"augment__threshold": list(THRESHOLDS)}, cv=folds).fit(X, y)
+    record["switch"] = test_accuracy(search)
+    record["threshold"] = search.best_params_["augment__threshold"]
+    record["cv_scores"] = [round(float(s), 4) for s in search.cv_results_["mean_test_score"]]
+
+    # the switch at every threshold on the final (all-gold) generations: same teacher, same texts
+    fitted = clone(augmenter).set_params(threshold=1e-9)
+    fitted.fit_resample(X, y)
+    records = [r for r in fitted.generations_ if r["reason"] in ("kept", "below_threshold")]
+    proba = np.asarray([r["probability"] for r in records])
+    bad = np.asarray([stand_in.truth[r["text"]] != r["label"] for r in records])
+    record["n_generated"] = len(records)
+    record["corrupted_fraction"] = float(bad.mean()) if len(bad) else 0.0
+    record["switch_at"] = {}
+    for t in THRESHOLDS[1:]:
+        rejected = proba < t
+        hits = int((rejected & bad).sum())
+        record["switch_at"][str(t)] = {
+            "rejected": int(rejected.sum()),
+            "precision": hits / rejected.sum() if rejected.any() else None,
+            "recall": hits / bad.sum() if bad.any() else None,
+        }
+    chosen = record["switch_at"].get(str(record["threshold"]))
+    record["precision"] = chosen["precision"] if chosen else None
+    record["recall"] = chosen["recall"] if chosen else None
+    record["teacher_accuracy_on_generations"] = float(
+        np.mean([stand_in.truth[r["text"]] for r in records] == fitted.teacher_.predict([r["text"] for r in records]))
+    )
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return record
+
+
+# -------------------------------------------------------------------- report
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def summarise(records: list[dict]) -> dict:
+    """Mean accuracies per task and noise level, and the share of the clean gain the switch keeps."""
+    summary = {"by_task": {}, "gain_kept": {}}
+    tasks = [t for t in TASKS if any(r["task"] == t for r in records)]
+    levels = sorted({r["noise"] for r in records})
+    for task in tasks:
+        for noise in levels:
+            runs = [r for r in records if r["task"] == task and r["noise"] == noise]
+            if not runs:
+                continue
+            summary["by_task"][f"{task}@{noise}"] = {
+                key: _mean(r[key] for r in runs)
+                for key in ("gold", "no_switch", "switch", "oracle", "precision", "recall", "corrupted_fraction")
+            } | {"n_seeds": len(runs), "thresholds": [r["threshold"] for r in runs]}
+    for noise in levels:
+        rows = [summary["by_task"].get(f"{t}@{noise}") for t in tasks]
+        clean = [summary["by_task"].get(f"{t}@0.0") for t in tasks]
+        if any(r is None for r in rows + clean):
+            continue
+        gold = np.mean([r["gold"] for r in rows])
+        clean_gain = np.mean([c["no_switch"] for c in clean]) - gold
+        entry = {"clean_gain": float(clean_gain)}
+        for key in ("no_switch", "switch", "oracle"):
+            gain = np.mean([r[key] for r in rows]) - gold
+            entry[key] = float(gain / clean_gain) if clean_gain > 0 else None
+        summary["gain_kept"][str(noise)] = entry
+    return summary
+
+
+def markdown(records: list[dict], summary: dict, machine: str) -> str:
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    lines = [
+        "# LLMAugmenter's switch — a SIMULATION (no real LLM)",
+        "",
+        "The generator is a stand-in (benchmarks/augment_sim.py): each request for n examples of a label is answered "
+        "with n real, unseen training texts of that label from `full_train.jsonl`, each replaced with probability "
+        "`noise` by a text of another label. CrossTune (all-MiniLM-L6-v2), 16 gold examples per class, "
+        f"{N_PER_CLASS} generated per class; split seeds 13, 21, 42, 87, 100; accuracy (%) on the full test set, mean "
+        "over seeds. `switch`: the teacher (CrossTune on gold) keeps a generation when its probability for the "
+        f"intended label is ≥ threshold, chosen by {GRID_FOLDS}-fold GridSearchCV on the gold training data over "
+        f"{list(THRESHOLDS)}. `oracle`: exactly the uncorrupted generations kept. Precision / recall: of the switch "
+        "at the chosen threshold, at rejecting corrupted generations (– when it rejected nothing).",
+        "",
+        f"Machine: {machine}.",
+        "",
+        "| task | noise | corrupted | gold | + aug, no switch | + aug, switch | + aug, oracle | precision | recall | "
+        "thresholds chosen |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, row in summary["by_task"].items():
+        task, noise = key.split("@")
+        lines.append(
+            f"| {task} | {100 * float(noise):.0f} % | {pct(row['corrupted_fraction'])} | {pct(row['gold'])} | "
+            f"{pct(row['no_switch'])} | {pct(row['switch'])} | {pct(row['oracle'])} | {pct(row['precision'])} | "
+            f"{pct(row['recall'])} | {', '.join(str(t) for t in row['thresholds'])} |"
+        )
+    lines += [
+        "",
+        "Share of the clean-augmentation gain kept (mean over tasks; gain = accuracy − gold accuracy, "
+        "divided by the gain of augmentation at 0 % noise without switch):",
+        "",
+        "| noise | clean gain (points) | no switch | switch | oracle |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for noise, entry in summary["gain_kept"].items():
+        lines.append(
+            f"| {100 * float(noise):.0f} % | {100 * entry['clean_gain']:.1f} | {pct(entry['no_switch'])} % | "
+            f"{pct(entry['switch'])} % | {pct(entry['oracle'])} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(records: list[dict], results_dir: Path, machine: str) -> list[Path]:
+    summary = summarise(records)
+    json_path = results_dir / "augment_sim.json"
+    md_path = results_dir / "augment_sim.md"
+    json_path.write_text(json.dumps({"machine": machine, "summary": summary, "runs": records}, indent=1) + "\n")
+    md_path.write_text(markdown(records, summary, machine))
+    return [json_path, md_path]
+
+
+def main(argv=None) -> None:
+    """Run the simulation and write results/augment_sim.{json,md}."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_sim", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42, 87, 100])
+    parser.add_argument("--noise", nargs="+", type=float, default=list(NOISE_LEVELS))
+    parser.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
+    parser.add_argument("--data-home", type=Path, default=DEFAULT_DATA_HOME)
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    json_path = args.results_dir / "augment_sim.json"
+    previous = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
+    records = list(previous)
+    if not args.report_only:
+        from tests._openai_server import OpenAIServer
+
+        done = {(r["task"], r["seed"], r["noise"]) for r in previous if r.get("n_per_class") == args.n_per_class}
+        with OpenAIServer() as server:
+            for task in args.tasks:
+                for seed in args.seeds:
+                    for noise in args.noise:
+                        if (task, seed, noise) in done:
+                            continue
+                        record = run_one(
+                            task, seed, noise, server=server, data_home=args.data_home, n_per_class=args.n_per_class
+                        )
+                        records = [r for r in records if (r["task"], r["seed"], r["noise"]) != (task, seed, noise)] + [
+                            record
+                        ]
+                        write_report(records, args.results_dir, args.machine)
+                        print(
+                            f"{task} seed {seed} noise {noise:.1f}: gold {record['gold']:.3f} no switch "
+                            f"{record['no_switch']:.3f} switch {record['switch']:.3f} (t={record['threshold']}) "
+                            f"oracle {record['oracle']:.3f} P {record['precision']} R {record['recall']} "
+                            f"[{record['seconds']} s]",
+                            flush=True,
+                        )
+    print("wrote", ", ".join(str(p) for p in write_report(records, args.results_dir, args.machine)))
+
+
+if __name__ == "__main__":
+    main()

@@ -43,13 +43,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _with_x_parameter
+from ._base import EmbeddingHeadClassifier
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_labels, check_texts
@@ -62,7 +61,7 @@ __all__ = ["BlackBoxPromptClassifier"]
 SIMILARITY_TEMPERATURE = 0.05
 
 
-class BlackBoxPromptClassifier(ClassifierMixin, BaseEstimator):
+class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     """Few-shot classification by a discrete prompt searched through the black box (BDPL).
 
     Parameters
@@ -587,56 +586,17 @@ class BlackBoxPromptClassifier(ClassifierMixin, BaseEstimator):
         return scores
 
     # ----------------------------------------------------------- prediction
-    def _prompted_scores(self, X) -> np.ndarray:
+    def _representations(self, X) -> np.ndarray:
+        """What the prediction methods of the base class read: the class scores of the prompted texts."""
         check_is_fitted(self)
         texts = check_texts(X, allow_pairs=False).texts
-        return self._class_scores(self._prompted(self.prompt_, texts)).astype(np.float64) / self.temperature_
+        return self._class_scores(self._prompted(self.prompt_, texts))
 
-    @_with_x_parameter
-    def decision_function(self, X):
-        """Class scores of each prompted input (label-word log-probabilities or similarities, over the temperature).
-
-        {X}
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Whose softmax is ``predict_proba``; for two classes, the score of
-            ``classes_[1]`` minus that of ``classes_[0]``.
-        """
-        scores = self._prompted_scores(X)
-        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
-
-    @_with_x_parameter
-    def predict_proba(self, X):
-        """Class probabilities of each prompted input.
-
-        {X}
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Columns in the order of ``classes_``.
-        """
-        return softmax(self._prompted_scores(X))
-
-    @_with_x_parameter
-    def predict(self, X):
-        """The most likely class of each prompted input.
-
-        {X}
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        scores = self._prompted_scores(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+    def _logits(self, scores: np.ndarray) -> np.ndarray:
+        return scores.astype(np.float64) / self.temperature_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
 

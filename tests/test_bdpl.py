@@ -250,7 +250,7 @@ def test_the_log_prob_endpoint(openai_server):
     openai_server.chat_logprobs = first_token
     X, y = key_word_data(0)
     backend = OpenAILogProbBackend("m", base_url=openai_server.url, api_key_env=None)
-    clf = key_word_classifier(backend, random_state=0, max_queries=1500).fit(X, y)
+    clf = key_word_classifier(backend, random_state=0, max_queries=700).fit(X, y)
     requests = openai_server.requests_to("/chat/completions")
     assert len(requests) == clf.n_queries_ > 0
     body = requests[0].body

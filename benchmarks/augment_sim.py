@@ -102,13 +102,8 @@ def read_rows(data_home: Path, task: str, name: str) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
-    """All four conditions on one split and noise level."""
-    from imblearn.pipeline import Pipeline
-    from sklearn.base import clone
-    from sklearn.metrics import accuracy_score
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
+def setup_run(task: str, seed: int, noise: float, server, data_home: Path, n_per_class: int):
+    """The split, the stand-in (now answering at ``server``), the classifier and the augmenter of one run."""
     from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, LLMAugmenter
     from skcrosstune.datasets import load_fewshot
 
@@ -130,6 +125,30 @@ def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_pe
         cache_dir=DEFAULT_CACHE_DIR,
         random_state=seed,
     )
+    return data, stand_in, classifier, augmenter
+
+
+def run_fixed(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
+    """Test accuracy of the switch at each fixed threshold (no selection): what a well-chosen threshold gives."""
+    from sklearn.base import clone
+
+    data, _, classifier, augmenter = setup_run(task, seed, noise, server, data_home, n_per_class)
+    X, y = list(data.X_train), np.asarray(data.y_train)
+    accuracies = {}
+    for t in THRESHOLDS[1:]:
+        X_res, y_res = clone(augmenter).set_params(threshold=t).fit_resample(X, y)
+        accuracies[str(t)] = float(clone(classifier).fit(X_res, y_res).score(data.X_test, data.y_test))
+    return {"task": task, "seed": seed, "noise": noise, "n_per_class": n_per_class, "fixed": accuracies}
+
+
+def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
+    """All four conditions on one split and noise level."""
+    from imblearn.pipeline import Pipeline
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    data, stand_in, classifier, augmenter = setup_run(task, seed, noise, server, data_home, n_per_class)
     X, y = list(data.X_train), np.asarray(data.y_train)
 
     def test_accuracy(model) -> float:
@@ -196,13 +215,16 @@ def summarise(records: list[dict]) -> dict:
     levels = sorted({r["noise"] for r in records})
     for task in tasks:
         for noise in levels:
-            runs = [r for r in records if r["task"] == task and r["noise"] == noise]
+            runs = [r for r in records if r["task"] == task and r["noise"] == noise and "gold" in r]
             if not runs:
                 continue
-            summary["by_task"][f"{task}@{noise}"] = {
+            row = {
                 key: _mean(r[key] for r in runs)
                 for key in ("gold", "no_switch", "switch", "oracle", "precision", "recall", "corrupted_fraction")
             } | {"n_seeds": len(runs), "thresholds": [r["threshold"] for r in runs]}
+            if all("fixed" in r for r in runs):
+                row["fixed"] = {t: _mean(r["fixed"][t] for r in runs) for t in runs[0]["fixed"]}
+            summary["by_task"][f"{task}@{noise}"] = row
     for noise in levels:
         rows = [summary["by_task"].get(f"{t}@{noise}") for t in tasks]
         clean = [summary["by_task"].get(f"{t}@0.0") for t in tasks]
@@ -214,6 +236,12 @@ def summarise(records: list[dict]) -> dict:
         for key in ("no_switch", "switch", "oracle"):
             gain = np.mean([r[key] for r in rows]) - gold
             entry[key] = float(gain / clean_gain) if clean_gain > 0 else None
+        if all("fixed" in r for r in rows) and clean_gain > 0:
+            # one threshold for every task, the best on test: an upper bound of threshold selection
+            by_threshold = {t: np.mean([r["fixed"][t] for r in rows]) - gold for t in rows[0]["fixed"]}
+            best = max(by_threshold, key=by_threshold.get)
+            entry["best_fixed"] = float(by_threshold[best] / clean_gain)
+            entry["best_fixed_threshold"] = float(best)
         summary["gain_kept"][str(noise)] = entry
     return summary
 
@@ -252,14 +280,30 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
         "Share of the clean-augmentation gain kept (mean over tasks; gain = accuracy − gold accuracy, "
         "divided by the gain of augmentation at 0 % noise without switch):",
         "",
-        "| noise | clean gain (points) | no switch | switch | oracle |",
-        "|---:|---:|---:|---:|---:|",
+        "| noise | clean gain (points) | no switch | switch (GridSearchCV) | switch, best fixed threshold "
+        "(chosen on test: an upper bound) | oracle |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for noise, entry in summary["gain_kept"].items():
+        fixed = "–"
+        if "best_fixed" in entry:
+            fixed = f"{pct(entry['best_fixed'])} % (t={entry['best_fixed_threshold']})"
         lines.append(
             f"| {100 * float(noise):.0f} % | {100 * entry['clean_gain']:.1f} | {pct(entry['no_switch'])} % | "
-            f"{pct(entry['switch'])} % | {pct(entry['oracle'])} % |"
+            f"{pct(entry['switch'])} % | {fixed} | {pct(entry['oracle'])} % |"
         )
+    lines += [
+        "",
+        "Switch at fixed thresholds (accuracy %, mean over seeds; for analysis, not a selection method):",
+        "",
+        "| task | noise | " + " | ".join(f"t={t}" for t in THRESHOLDS[1:]) + " |",
+        "|---|---:|" + "---:|" * (len(THRESHOLDS) - 1),
+    ]
+    for key, row in summary["by_task"].items():
+        if "fixed" in row:
+            task, noise = key.split("@")
+            cells = " | ".join(pct(row["fixed"].get(str(t))) for t in THRESHOLDS[1:])
+            lines.append(f"| {task} | {100 * float(noise):.0f} % | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -272,6 +316,20 @@ def write_report(records: list[dict], results_dir: Path, machine: str) -> list[P
     return [json_path, md_path]
 
 
+def _key(record: dict) -> tuple:
+    return record["task"], record["seed"], record["noise"]
+
+
+def merge(records: list[dict], new: dict) -> list[dict]:
+    """Records with ``new`` merged into the one of the same task, seed and noise (or appended)."""
+    out, merged = [], False
+    for record in records:
+        if _key(record) == _key(new):
+            record, merged = {**record, **new}, True
+        out.append(record)
+    return out if merged else out + [new]
+
+
 def main(argv=None) -> None:
     """Run the simulation and write results/augment_sim.{json,md}."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_sim", description=__doc__.split("\n\n")[0])
@@ -279,6 +337,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42, 87, 100])
     parser.add_argument("--noise", nargs="+", type=float, default=list(NOISE_LEVELS))
     parser.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
+    parser.add_argument("--fixed", action="store_true", help="only the accuracies at fixed thresholds (analysis)")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], help="merge the runs of these result files")
     parser.add_argument("--data-home", type=Path, default=DEFAULT_DATA_HOME)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
@@ -289,32 +349,27 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     json_path = args.results_dir / "augment_sim.json"
-    previous = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
-    records = list(previous)
+    records = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
+    for path in args.merge:
+        for record in json.loads(path.read_text())["runs"]:
+            records = merge(records, record)
     if not args.report_only:
         from tests._openai_server import OpenAIServer
 
-        done = {(r["task"], r["seed"], r["noise"]) for r in previous if r.get("n_per_class") == args.n_per_class}
+        run = run_fixed if args.fixed else run_one
+        field = "fixed" if args.fixed else "gold"
+        done = {_key(r) for r in records if r.get("n_per_class") == args.n_per_class and field in r}
         with OpenAIServer() as server:
             for task in args.tasks:
                 for seed in args.seeds:
                     for noise in args.noise:
                         if (task, seed, noise) in done:
                             continue
-                        record = run_one(
-                            task, seed, noise, server=server, data_home=args.data_home, n_per_class=args.n_per_class
-                        )
-                        records = [r for r in records if (r["task"], r["seed"], r["noise"]) != (task, seed, noise)] + [
-                            record
-                        ]
+                        kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
+                        record = run(task, seed, noise, **kwargs)
+                        records = merge(records, record)
                         write_report(records, args.results_dir, args.machine)
-                        print(
-                            f"{task} seed {seed} noise {noise:.1f}: gold {record['gold']:.3f} no switch "
-                            f"{record['no_switch']:.3f} switch {record['switch']:.3f} (t={record['threshold']}) "
-                            f"oracle {record['oracle']:.3f} P {record['precision']} R {record['recall']} "
-                            f"[{record['seconds']} s]",
-                            flush=True,
-                        )
+                        print(f"{task} seed {seed} noise {noise:.1f}: " + json.dumps(record)[:400], flush=True)
     print("wrote", ", ".join(str(p) for p in write_report(records, args.results_dir, args.machine)))
 
 

@@ -212,6 +212,16 @@ def _crosstune(ctx: RunContext) -> BaseEstimator:
 
 register(Method("crosstune", _crosstune, uses_descriptions=True))
 
+
+def _dect(ctx: RunContext) -> BaseEstimator:
+    embedder = clone(ctx.embedder)
+    if ctx.kind == "pair":
+        embedder.set_params(pair_encoding="joint")  # one query per pair, comparable with the descriptions
+    return DecTClassifier(embedder, label_descriptions=ctx.descriptions, random_state=ctx.seed)
+
+
+register(Method("dect", _dect, uses_descriptions=True))
+
 # BDPL's search queries the black box ~sample_size times per training text and step, and every
 # prompted test text is new to it: a small schedule keeps 8 tasks x 5 seeds within ~40 minutes on a CPU.
 BDPL_SCHEDULE = dict(prompt_length=5, n_candidates=50, sample_size=8, batch_size=24, max_queries=2000)

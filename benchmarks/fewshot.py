@@ -56,7 +56,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 
-from skcrosstune import BlackBoxEmbedder, BlackBoxPromptClassifier, CrossTuneClassifier
+from skcrosstune import BlackBoxEmbedder, BlackBoxPromptClassifier, CrossTuneClassifier, DecTClassifier
 from skcrosstune.datasets import FEWSHOT_SEEDS, list_tasks, load_fewshot
 
 from . import report

@@ -189,7 +189,7 @@ def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_pe
         hits = int((rejected & bad).sum())
         record["switch_at"][str(t)] = {
             "rejected": int(rejected.sum()),
-            "precision": hits / rejected.sum() if rejected.any() else None,
+            "precision": hits / rejected.sum() if rejected.any() and bad.any() else None,
             "recall": hits / bad.sum() if bad.any() else None,
         }
     chosen = record["switch_at"].get(str(record["threshold"]))
@@ -220,8 +220,11 @@ def summarise(records: list[dict]) -> dict:
                 continue
             row = {
                 key: _mean(r[key] for r in runs)
-                for key in ("gold", "no_switch", "switch", "oracle", "precision", "recall", "corrupted_fraction")
-            } | {"n_seeds": len(runs), "thresholds": [r["threshold"] for r in runs]}
+                for key in ("gold", "no_switch", "switch", "oracle", "recall", "corrupted_fraction")
+            }
+            # precision is undefined when nothing was corrupted
+            row["precision"] = _mean(r["precision"] for r in runs if r["corrupted_fraction"] > 0)
+            row |= {"n_seeds": len(runs), "thresholds": [r["threshold"] for r in runs]}
             if all("fixed" in r for r in runs):
                 row["fixed"] = {t: _mean(r["fixed"][t] for r in runs) for t in runs[0]["fixed"]}
             summary["by_task"][f"{task}@{noise}"] = row
@@ -307,13 +310,48 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(summary: dict, path: Path) -> None:
+    """Accuracy against label noise, one panel per task, one line per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(key.split("@")[0] for key in summary["by_task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    styles = {
+        "gold": ("gold only", "k", "--"),
+        "no_switch": ("+ aug, no switch", "tab:red", "-"),
+        "switch": ("+ aug, switch (GridSearchCV)", "tab:blue", "-"),
+        "oracle": ("+ aug, oracle", "tab:green", ":"),
+    }
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = {float(k.split("@")[1]): v for k, v in summary["by_task"].items() if k.startswith(task + "@")}
+        levels = sorted(rows)
+        for key, (label, color, style) in styles.items():
+            accuracy = [100 * rows[x][key] for x in levels]
+            ax.plot([100 * x for x in levels], accuracy, style, color=color, marker="o", label=label)
+        ax.set_title(f"{task} (simulation)")
+        ax.set_xlabel("label noise of the generator (%)")
+        ax.set_xticks([100 * x for x in levels])
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(records: list[dict], results_dir: Path, machine: str) -> list[Path]:
     summary = summarise(records)
     json_path = results_dir / "augment_sim.json"
     md_path = results_dir / "augment_sim.md"
     json_path.write_text(json.dumps({"machine": machine, "summary": summary, "runs": records}, indent=1) + "\n")
     md_path.write_text(markdown(records, summary, machine))
-    return [json_path, md_path]
+    written = [json_path, md_path]
+    if summary["by_task"]:
+        plot(summary, results_dir / "augment_sim.png")
+        written.append(results_dir / "augment_sim.png")
+    return written
 
 
 def _key(record: dict) -> tuple:

@@ -473,3 +473,12 @@ def test_a_local_causal_lm_generates_through_the_cache(tiny_gpt2, tmp_path, monk
     clone(augmenter).fit_resample(TEXTS, LABELS)
     assert calls == []  # every reply came from the cache
     assert generator.fingerprint()["backend"] == "local-chat"
+
+
+def test_requests_carry_model_temperature_seed_and_token_limit(server, tmp_path):
+    make_augmenter(server, tmp_path, temperature=0.7, max_tokens=300).fit_resample(TEXTS, LABELS)
+    bodies = [r.body for r in chat_requests(server)]
+    assert {b["model"] for b in bodies} == {"test-chat"}
+    assert {b["temperature"] for b in bodies} == {0.7} and {b["max_tokens"] for b in bodies} == {300}
+    assert len({b["seed"] for b in bodies}) == len(bodies)  # each sample its own seed
+    assert all(r.authorization == f"Bearer {KEY}" for r in chat_requests(server))

@@ -223,7 +223,8 @@ def _dect(ctx: RunContext) -> BaseEstimator:
 register(Method("dect", _dect, uses_descriptions=True))
 
 # BDPL's search queries the black box ~sample_size times per training text and step, and every
-# prompted test text is new to it: a small schedule keeps 8 tasks x 5 seeds within ~40 minutes on a CPU.
+# prompted test text is new to it: a small schedule keeps 8 tasks x 5 seeds within ~40 minutes on a CPU
+# (not in 'all' for that cost: run it with --methods bdpl).
 BDPL_SCHEDULE = dict(prompt_length=5, n_candidates=50, sample_size=8, batch_size=24, max_queries=2000)
 
 
@@ -233,7 +234,7 @@ def _bdpl(ctx: RunContext) -> BaseEstimator:
     )
 
 
-register(Method("bdpl", _bdpl, uses_descriptions=True, kinds=("single",)))
+register(Method("bdpl", _bdpl, uses_descriptions=True, kinds=("single",), in_all=False))
 
 # The sentence-pair study: what the linear probe sees of a pair (embedder settings per variant).
 PAIR_PROBES = {

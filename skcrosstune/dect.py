@@ -20,8 +20,9 @@ The method of DecT (Cui et al., ACL 2023, arXiv 2212.08408), as built here:
    scores, negative or near zero, and ``q`` is a probability vector. For
    the average training input, ``z(reference)`` is the mean of the training
    inputs' ``z``: no extra query.
-3. The decoder: ``v = normalise(W h)`` with ``W`` a bias-free projection to
-   ``proto_dim`` dimensions, one prototype ``p_c`` and one learnable radius
+3. The decoder: ``v = W h`` with ``W`` a bias-free projection to
+   ``proto_dim`` dimensions (scaled to unit length with ``normalize=True``,
+   as DecT does), one prototype ``p_c`` and one learnable radius
    ``r_c`` per class (initialised to the mean distance of the class's
    projected training examples from its prototype), and the class scores
 
@@ -37,7 +38,11 @@ The method of DecT (Cui et al., ACL 2023, arXiv 2212.08408), as built here:
 
 DecT draws the prototypes at random and freezes them
 (``prototypes="random"``); ``prototypes="class_mean"`` starts them at the
-projected class means and trains them.
+projected class means and trains them. On the benchmark's dev splits with the
+embedded default model, unnormalised projections with class-mean prototypes
+were the best of the four combinations at 1, 4 and 16 shots (the default);
+unit-length projections also reduce a one-feature input, such as the cosine
+of a sentence pair, to its sign.
 """
 
 from __future__ import annotations
@@ -92,9 +97,14 @@ class DecTClassifier(EmbeddingHeadClassifier):
         examples). 0 gives a plain prototype network that needs no label
         words or descriptions and sends no query for them.
 
-    prototypes : {"random", "class_mean"}, default="random"
+    prototypes : {"class_mean", "random"}, default="class_mean"
+        ``"class_mean"``: the projected class means, trained;
         ``"random"``: drawn at random on the unit sphere and frozen, as
-        DecT does; ``"class_mean"``: the projected class means, trained.
+        DecT does.
+
+    normalize : bool, default=False
+        Scale the projected representation ``W h`` to unit length before
+        measuring distances, as DecT does.
 
     calibration : {"auto", "content_free", "train_mean"} or None, default="auto"
         The reference that calibrates the zero-shot scores:
@@ -232,6 +242,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         "proto_dim": [Interval(Integral, 1, None, closed="left")],
         "zero_shot_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prototypes": [StrOptions({"random", "class_mean"})],
+        "normalize": ["boolean"],
         "calibration": [StrOptions({"auto", "content_free", "train_mean"}), None],
         "fusion": [StrOptions({"log_probs", "probs"})],
         "similarity_temperature": [Interval(Real, 0, None, closed="neither")],
@@ -254,7 +265,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
         *,
         proto_dim=128,
         zero_shot_weight="auto",
-        prototypes="random",
+        prototypes="class_mean",
+        normalize=False,
         calibration="auto",
         fusion="log_probs",
         similarity_temperature=0.05,
@@ -274,6 +286,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         self.proto_dim = proto_dim
         self.zero_shot_weight = zero_shot_weight
         self.prototypes = prototypes
+        self.normalize = normalize
         self.calibration = calibration
         self.fusion = fusion
         self.similarity_temperature = similarity_temperature
@@ -321,7 +334,14 @@ class DecTClassifier(EmbeddingHeadClassifier):
         seed = torch_seed(self.random_state)
         self.module_, self.n_epochs_ = train_classifier(
             lambda X_train, y_train: _PrototypeDecoder(
-                X_train, y_train, H.shape[1], n_classes, self.proto_dim, self.prototypes, self.zero_shot_weight_
+                X_train,
+                y_train,
+                H.shape[1],
+                n_classes,
+                self.proto_dim,
+                self.prototypes,
+                self.normalize,
+                self.zero_shot_weight_,
             ),
             features,
             y_index,
@@ -466,13 +486,16 @@ class _PrototypeDecoder(nn.Module):
         radii.
     width, n_classes, proto_dim : int
     prototypes : {"random", "class_mean"}
+    normalize : bool
+        Unit-length projections.
     zero_shot_weight : float
         ``lambda``; the zero-shot columns of the input hold ``q`` or ``log q``.
     """
 
-    def __init__(self, X, y, width, n_classes, proto_dim, prototypes, zero_shot_weight):
+    def __init__(self, X, y, width, n_classes, proto_dim, prototypes, normalize, zero_shot_weight):
         super().__init__()
         self.width = width
+        self.normalize = normalize
         self.zero_shot_weight = zero_shot_weight
         self.projection = nn.Linear(width, proto_dim, bias=False)
         with torch.no_grad():
@@ -487,7 +510,8 @@ class _PrototypeDecoder(nn.Module):
         self.radius = nn.Parameter(radius)
 
     def _project(self, h):
-        return nn.functional.normalize(self.projection(h), dim=1)
+        v = self.projection(h)
+        return nn.functional.normalize(v, dim=1) if self.normalize else v
 
     def forward(self, features):
         v = self._project(features[:, : self.width])

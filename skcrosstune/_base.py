@@ -25,9 +25,18 @@ _X_PARAMETER = """Parameters
             The same kind of input as seen in ``fit``."""
 
 
+_FIT_PARAMETERS = """Parameters
+        ----------
+        X : texts, sentence pairs, or ndarray of shape (n_samples, n_features)
+            Raw texts or pairs (embedded by ``embedder``), or representations
+            from an earlier BlackBoxEmbedder step.
+        y : array-like of shape (n_samples,)
+            Class labels of any type."""
+
+
 def _with_x_parameter(method):
-    """Fill the shared description of ``X`` into a prediction method's docstring."""
-    method.__doc__ = method.__doc__.replace("{X}", _X_PARAMETER)
+    """Fill the shared description of ``X`` (and of ``y`` for ``fit``) into a method's docstring."""
+    method.__doc__ = method.__doc__.replace("{X}", _X_PARAMETER).replace("{X, y}", _FIT_PARAMETERS)
     return method
 
 

@@ -39,7 +39,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier
+from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._training import resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels
 
@@ -227,17 +227,12 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    @_with_x_parameter
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Embed inputs and label descriptions, then train the cross-attention network.
 
-        Parameters
-        ----------
-        X : texts, sentence pairs, or ndarray of shape (n_samples, n_features)
-            Raw texts or pairs (embedded by ``embedder``), or representations
-            from an earlier BlackBoxEmbedder step.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
+        {X, y}
 
         Returns
         -------

@@ -215,8 +215,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         Prompted inputs the search asked for (what ``max_queries`` bounds).
 
     n_queries_ : int
-        Inputs sent to the black box since ``fit``, predictions included
-        (every prompted text is new to the black box).
+        Inputs sent to the black box since ``fit`` (label descriptions and
+        predictions included: every prompted text is new to the black box).
 
     n_cache_hits_ : int
         Inputs answered by the cache since ``fit``.
@@ -415,6 +415,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         flat = [text for group in descriptions for text in group]
         self.description_embedder_ = clone(self.embedder_).fit(flat)
         E = np.asarray(self.description_embedder_.transform(flat), dtype=np.float32)
+        self.n_queries_ += self.description_embedder_.n_queries_
+        self.n_cache_hits_ += self.description_embedder_.n_cache_hits_
         self.description_embeddings_ = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
         self.description_owner_ = np.repeat(np.arange(len(self.classes_)), [len(g) for g in descriptions])
 

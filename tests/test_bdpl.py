@@ -238,6 +238,7 @@ def test_the_similarity_path_describes_labels_by_their_names(tiny_bert):
     assert clf.description_embeddings_.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(clf.description_embeddings_, axis=1), 1.0, rtol=1e-5)
     assert clf.predict_proba(texts).shape == (6, 2)
+    assert clf.n_queries_ == clf.embedder_.n_queries_ + clf.description_embedder_.n_queries_ > 0
 
 
 def test_the_log_prob_endpoint(openai_server):

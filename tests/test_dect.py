@@ -158,9 +158,11 @@ def test_zero_weight_is_a_plain_prototype_network_that_needs_nothing_else(embedd
     assert clf.score(TEXTS, LABELS) == 1.0
 
 
-def test_auto_weight_is_one_over_the_shots(embedder):
-    assert DecTClassifier(embedder, max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == pytest.approx(0.2)
-    assert DecTClassifier(embedder, max_epochs=0).fit(TEXTS[4:6], LABELS[4:6]).zero_shot_weight_ == 1.0
+def test_auto_weight_is_one_for_log_probs_and_one_over_the_shots_for_dects_fusion(embedder):
+    assert DecTClassifier(embedder, max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == 1.0
+    dect = DecTClassifier(embedder, fusion="probs", max_epochs=0)
+    assert dect.fit(TEXTS, LABELS).zero_shot_weight_ == pytest.approx(0.2)
+    assert dect.fit(TEXTS[4:6], LABELS[4:6]).zero_shot_weight_ == 1.0
     assert DecTClassifier(embedder, zero_shot_weight=3.0, max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == 3.0
 
 

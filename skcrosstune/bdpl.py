@@ -189,10 +189,10 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     label_words_ : list of list of str
         The label words per class (label-word black boxes only).
 
-    candidates_ : ndarray of shape (n_candidates_,), dtype object
+    candidates_ : ndarray of shape (n_mined,), dtype object
         The mined n-grams a slot chooses from.
 
-    distribution_ : ndarray of shape (prompt_length, n_candidates_)
+    distribution_ : ndarray of shape (prompt_length, n_mined)
         A copy of the slot distributions at the best held-out evaluation.
 
     prompt_indices_ : ndarray of shape (prompt_length,) or (0,)
@@ -372,7 +372,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
                 f"{min(self.batch_size, len(train))} texts) and two evaluations on the {len(held_out)} "
                 f"held-out texts: raise it to at least {step_cost + 2 * len(held_out)}."
             )
-        self._search(texts, y_index, train, held_out, rng)
+        with torch.random.fork_rng(devices=[]):  # the caller's global torch state is left as it was
+            self._search(texts, y_index, train, held_out, rng)
         return self
 
     def _check_template(self):

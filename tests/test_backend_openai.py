@@ -247,7 +247,7 @@ def test_server_error_is_retried_with_backoff(openai_server, tmp_path, sleeps, s
 
 
 def test_a_response_slower_than_timeout_is_abandoned_and_retried(openai_server, tmp_path, sleeps):
-    openai_server.push(slow(1.0))
+    openai_server.push(slow(30.0))  # the server wakes it when the test ends
     embedder = make_embedder(openai_server, tmp_path, dimensions=8, normalize=False, timeout=0.3)
 
     start = time.perf_counter()
@@ -257,7 +257,7 @@ def test_a_response_slower_than_timeout_is_abandoned_and_retried(openai_server, 
     np.testing.assert_array_equal(X, expected(TEXTS, width=8))
     assert openai_server.request_count == 2
     assert len(sleeps) == 1
-    assert elapsed < 0.9  # the client gave up after 0.3 s instead of waiting 1 s
+    assert elapsed < 10  # the client gave up after 0.3 s instead of waiting 30 s (margin for a busy machine)
 
 
 def test_malformed_json_is_retried(openai_server, tmp_path, sleeps):

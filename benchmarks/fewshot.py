@@ -220,6 +220,17 @@ def _dect(ctx: RunContext) -> BaseEstimator:
 
 
 register(Method("dect", _dect, uses_descriptions=True))
+# DecT's published choices, for comparison with the defaults chosen on the dev splits
+DECT_AS_PUBLISHED = {"prototypes": "random", "normalize": True, "fusion": "probs", "calibration": "content_free"}
+register(
+    Method(
+        "dect[as_published]",
+        lambda ctx: _dect(ctx).set_params(**DECT_AS_PUBLISHED),
+        uses_descriptions=True,
+        group="dect_variants",
+        in_all=False,
+    )
+)
 
 # BDPL's search queries the black box ~sample_size times per training text and step, and every
 # prompted test text is new to it: a small schedule keeps 8 tasks x 5 seeds within ~40 minutes on a CPU

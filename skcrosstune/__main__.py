@@ -2,8 +2,8 @@
 
 Embeds the 16-shot training split with the embedded default black box
 (all-MiniLM-L6-v2, no download), fits a logistic-regression head (the linear
-probe) and a CrossTuneClassifier on it, and prints their accuracy on the 872
-test sentences. Each text is queried once; a second run answers everything
+probe), a CrossTuneClassifier and a DecTClassifier on it, and prints their
+accuracy on the 872 test sentences. Each text is queried once; a second run answers everything
 from the query cache.
 """
 
@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 
 from .crosstune import CrossTuneClassifier
 from .datasets import FEWSHOT_SEEDS, load_fewshot
+from .dect import DecTClassifier
 from .embedder import BlackBoxEmbedder
 
 #: Label descriptions for the bundled task; other tasks use their label names.
@@ -47,8 +48,12 @@ def main(argv=None) -> float:
         embedder, DESCRIPTIONS.get(args.task), random_state=args.seed, verbose=args.verbose
     ).fit(data.X_train, data.y_train)
     accuracy = crosstune.score(data.X_test, data.y_test)
+    dect = DecTClassifier(
+        embedder, label_descriptions=DESCRIPTIONS.get(args.task), random_state=args.seed, verbose=args.verbose
+    ).fit(data.X_train, data.y_train)
+    dect_accuracy = dect.score(data.X_test, data.y_test)
     seconds = time.perf_counter() - start
-    used = [embedder, crosstune.embedder_, crosstune.description_embedder_]
+    used = [embedder, crosstune.embedder_, crosstune.description_embedder_, dect.embedder_, dect.description_embedder_]
     print(
         f"{args.task}, {args.shots} shots per class, seed {args.seed}: "
         f"{len(data.X_train)} training texts, {len(data.X_test)} test texts"
@@ -56,6 +61,7 @@ def main(argv=None) -> float:
     print(f"black box: {embedder.model} (embedded default)")
     print(f"linear probe accuracy: {probe_accuracy:.4f}")
     print(f"CrossTune accuracy: {accuracy:.4f}")
+    print(f"DecT accuracy: {dect_accuracy:.4f}")
     print(
         f"black-box queries sent: {sum(e.n_queries_ for e in used)}, answered by the cache: "
         f"{sum(e.n_cache_hits_ for e in used)} ({seconds:.1f} s)"

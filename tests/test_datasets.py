@@ -88,6 +88,7 @@ def test_the_readme_main_command_prints_accuracy(capsys):
     accuracy = main(["--seed", "13"])
     out = capsys.readouterr().out
     assert f"CrossTune accuracy: {accuracy:.4f}" in out and "linear probe accuracy: 0." in out
+    assert "DecT accuracy: 0." in out
     assert 0.6 < accuracy <= 1.0  # clearly above chance on SST-2
-    # 32 train + 872 test + 2 descriptions, each once; CrossTune reads the texts from the cache
-    assert "black-box queries sent: 906, answered by the cache: 904" in out
+    # 32 train + 872 test + 2 descriptions, each once; CrossTune and DecT read them from the cache
+    assert "black-box queries sent: 906, answered by the cache: 1810" in out

@@ -283,6 +283,9 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}"
 
+    def share(v):
+        return "–" if v is None else f"{100 * v:.1f} %"
+
     lines = [
         "# LLMAugmenter's switch — a SIMULATION (no real LLM)",
         "",
@@ -320,10 +323,10 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     for noise, entry in summary["gain_kept"].items():
         fixed = "–"
         if "best_fixed" in entry:
-            fixed = f"{pct(entry['best_fixed'])} % (t={entry['best_fixed_threshold']})"
+            fixed = f"{share(entry['best_fixed'])} (t={entry['best_fixed_threshold']})"
         lines.append(
-            f"| {100 * float(noise):.0f} % | {100 * entry['clean_gain']:.1f} | {pct(entry['no_switch'])} % | "
-            f"{pct(entry['switch'])} % | {pct(entry.get('switch_wide'))} % | {fixed} | {pct(entry['oracle'])} % |"
+            f"| {100 * float(noise):.0f} % | {100 * entry['clean_gain']:.1f} | {share(entry['no_switch'])} | "
+            f"{share(entry['switch'])} | {share(entry.get('switch_wide'))} | {fixed} | {share(entry['oracle'])} |"
         )
     wide = {key: row for key, row in summary["by_task"].items() if "switch_wide" in row}
     if wide:

@@ -39,7 +39,7 @@ from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
 from sklearn.base import clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._validation import check_label_descriptions, check_labels, check_texts
 from .backends.chat import LocalChatGenerator, OpenAIChatGenerator
@@ -104,14 +104,14 @@ class LLMAugmenter(BaseOverSampler):
         :class:`~skcrosstune.CrossTuneClassifier` with
         ``label_descriptions`` and ``random_state``.
 
-    threshold : float, default=0.2
+    threshold : float or "chance", default="chance"
         A generated example is kept when the teacher's probability for its
         intended label is at least ``threshold``; 0 switches the filter off
-        (and no teacher is fitted). The default rejects only what a few-shot
-        teacher clearly contradicts: in the simulation of
-        ``benchmarks/augment_sim.py`` (16 shots, 2 to 6 classes) 0.2 was the
-        best single value, and 0.5 or more rejected most correct examples of
-        5- and 6-class tasks. Tune it with GridSearchCV where it matters.
+        (and no teacher is fitted). ``"chance"`` is ``1 / n_classes``: an
+        example is rejected only when the teacher rates its label below
+        chance. A fixed value such as 0.5 rejects most correct examples of
+        5- and 6-class tasks, whose few-shot teacher rarely gives any label
+        half the probability. Tune it with GridSearchCV where it matters.
 
     max_chars : int, default=None
         Longest generated text kept, in characters (per side of a pair).
@@ -190,6 +190,9 @@ class LLMAugmenter(BaseOverSampler):
     teacher_ : classifier or None
         The fitted teacher (None when ``threshold=0``).
 
+    threshold_ : float
+        The threshold used (``1 / n_classes`` for ``"chance"``).
+
     generator_ : ChatGenerator
         The generator (its client, holding the key, is never pickled).
 
@@ -262,7 +265,7 @@ class LLMAugmenter(BaseOverSampler):
         "n_demonstrations": [Interval(Integral, 0, None, closed="left")],
         "n_per_request": [Interval(Integral, 1, None, closed="left")],
         "teacher": [HasMethods(["fit", "predict_proba"]), None],
-        "threshold": [Interval(Real, 0, 1, closed="both")],
+        "threshold": [Interval(Real, 0, 1, closed="both"), StrOptions({"chance"})],
         "max_chars": [Interval(Integral, 1, None, closed="left"), None],
         "max_requests": [Interval(Integral, 0, None, closed="left"), None],
         "temperature": [Interval(Real, 0, None, closed="left")],
@@ -288,7 +291,7 @@ class LLMAugmenter(BaseOverSampler):
         n_demonstrations=4,
         n_per_request=8,
         teacher=None,
-        threshold=0.2,
+        threshold="chance",
         max_chars=None,
         max_requests=None,
         temperature=1.0,
@@ -506,7 +509,8 @@ class LLMAugmenter(BaseOverSampler):
         clean = [r for r in records if r["reason"] is None]
         for record in clean:
             record["kept"], record["reason"] = True, "kept"
-        if self.threshold == 0 or not clean:
+        self.threshold_ = 1 / len(np.unique(y)) if self.threshold == "chance" else float(self.threshold)
+        if self.threshold_ == 0 or not clean:
             return None
         teacher = clone(self.teacher) if self.teacher is not None else self._default_teacher()
         teacher.fit(_as_input(X), y)
@@ -516,7 +520,7 @@ class LLMAugmenter(BaseOverSampler):
         column = {label: j for j, label in enumerate(teacher.classes_.tolist())}
         for record, row in zip(clean, proba, strict=True):
             record["probability"] = float(row[column[_plain(record["label"])]])
-            if record["probability"] < self.threshold:
+            if record["probability"] < self.threshold_:
                 record["kept"], record["reason"] = False, "below_threshold"
                 self.drop_counts_["below_threshold"] += 1
         return teacher

@@ -270,6 +270,14 @@ def test_the_switch_keeps_what_the_teacher_believes(server, tmp_path):
     assert augmenter.teacher_[0].vocabulary_.keys() == CountVectorizer().fit(TEXTS).vocabulary_.keys()
 
 
+def test_the_default_threshold_is_chance(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, threshold="chance")
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert augmenter.threshold_ == 0.5
+    assert all(r["kept"] == (r["probability"] >= 0.5) for r in augmenter.generations_)
+    assert LLMAugmenter().threshold == "chance"
+
+
 def test_threshold_zero_switches_the_filter_off(server, tmp_path):
     augmenter = make_augmenter(server, tmp_path, threshold=0).fit(TEXTS, LABELS)
     assert not hasattr(augmenter, "teacher_")  # fit only checks; generation happens in fit_resample

@@ -14,13 +14,20 @@ built here:
    the two sides for separately embedded sentence pairs) and ``A_k``, ``B_k``
    are low-rank residuals that start at zero. Several descriptions of one
    class are attended over (a softmax over their scores).
-3. The class logits are the head-averaged scores times a learned inverse
-   temperature, plus a direct linear read-out of ``h`` (zero at the start:
-   for what descriptions cannot say, such as the similarity of a pair's two
-   sides) and a per-class bias, trained with cross-entropy (AdamW).
+3. The few training examples enhance the labels too: each class's mean
+   training representation ``m_c`` is a prototype, scored as in a
+   nearest-centroid rule, ``h . m_c - |m_c|^2 / 2`` (the negative squared
+   distance up to a term shared by all classes), with a learned weight
+   ``gamma`` that starts at zero.
+4. The class logits are the head-averaged scores plus ``gamma`` times the
+   prototype scores, times a learned inverse temperature, plus a direct
+   linear read-out of ``h`` (zero at the start: for what descriptions cannot
+   say, such as the similarity of a pair's two sides) and a per-class bias,
+   trained with cross-entropy (AdamW).
 
-Before any training step the residuals are zero, so the classifier predicts
-exactly what zero-shot similarity between text and descriptions predicts.
+Before any training step the residuals and ``gamma`` are zero, so the
+classifier predicts exactly what zero-shot similarity between text and
+descriptions predicts.
 Weight decay pulls the residuals back toward that prior, and the number of
 epochs is chosen on an internal held-out split counting zero epochs as a
 candidate: training moves away from the descriptions only as far as held-out
@@ -252,7 +259,14 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         seed = torch_seed(self.random_state)
         self.module_, self.n_epochs_ = train_classifier(
             lambda X_train, y_train: _CrossAttentionNetwork(
-                prior, E, owner, len(self.classes_), self.n_heads, self.rank, self.temperature, self.dropout
+                prior,
+                E,
+                owner,
+                _class_means(X_train, y_train, len(self.classes_)),
+                self.n_heads,
+                self.rank,
+                self.temperature,
+                self.dropout,
             ),
             H,
             y_index,
@@ -300,13 +314,16 @@ class _CrossAttentionNetwork(nn.Module):
         Description embeddings.
     owner : ndarray of shape (n_descriptions,)
         Class index of each description.
-    n_classes, n_heads, rank : int
+    prototypes : torch.Tensor of shape (n_classes, width)
+        The class means of the training representations.
+    n_heads, rank : int
     temperature, dropout : float
     """
 
-    def __init__(self, prior, descriptions, owner, n_classes, n_heads, rank, temperature, dropout):
+    def __init__(self, prior, descriptions, owner, prototypes, n_heads, rank, temperature, dropout):
         super().__init__()
         width, dim = prior.shape
+        n_classes = len(prototypes)
         counts = np.bincount(owner, minlength=n_classes)
         keys = np.zeros((n_classes, counts.max(), dim), dtype=np.float32)
         mask = np.zeros((n_classes, counts.max()), dtype=bool)
@@ -322,6 +339,8 @@ class _CrossAttentionNetwork(nn.Module):
         self.key_in = nn.Parameter(torch.randn(n_heads, dim, rank) / math.sqrt(dim))
         self.key_out = nn.Parameter(torch.zeros(n_heads, rank, dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.register_buffer("prototypes", prototypes)
+        self.gamma = nn.Parameter(torch.tensor(0.0))  # weight of the prototype scores, decayed toward 0
         # a direct linear read-out of the input, zero at the start, for what
         # the descriptions cannot express (e.g. the similarity of a pair's sides)
         self.linear = nn.Parameter(torch.zeros(width, n_classes))
@@ -337,4 +356,10 @@ class _CrossAttentionNetwork(nn.Module):
         # several descriptions of a class: attend over them
         weights = torch.softmax((scale * scores).masked_fill(~self.key_mask, -torch.inf), dim=-1)
         per_class = (weights * scores.masked_fill(~self.key_mask, 0.0)).sum(-1)
-        return scale * per_class.mean(1) + h @ self.linear + self.bias
+        nearest_centroid = h @ self.prototypes.T - 0.5 * (self.prototypes**2).sum(1)
+        return scale * (per_class.mean(1) + self.gamma * nearest_centroid) + h @ self.linear + self.bias
+
+
+def _class_means(X, y, n_classes: int):
+    """The mean training representation of each class (rows ``X``, class indices ``y``)."""
+    return torch.stack([X[y == c].mean(0) for c in range(n_classes)])

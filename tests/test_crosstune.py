@@ -59,6 +59,16 @@ def test_training_fits_the_training_data(embedder):
     assert list(clf.classes_) == ["neg", "pos"] and proba.shape == (10, 2)
 
 
+def test_the_class_means_are_prototypes_whose_weight_starts_at_zero(embedder):
+    untrained = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS, LABELS)
+    H = torch.as_tensor(BlackBoxEmbedder(embedder.model).fit_transform(TEXTS))
+    means = torch.stack([H[LABELS == label].mean(0) for label in untrained.classes_])
+    torch.testing.assert_close(untrained.module_.prototypes, means)
+    assert float(untrained.module_.gamma) == 0.0
+    trained = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(max_epochs=100)).fit(TEXTS, LABELS)
+    assert float(trained.module_.gamma) != 0.0
+
+
 def test_cross_validation_keeps_the_prior_when_training_does_not_help(embedder):
     """Random labels: held-out loss never improves on the prior, so zero epochs are chosen."""
     rng = np.random.default_rng(0)

@@ -407,6 +407,9 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             self.cache_ = QueryCache(default_cache_dir(), {**box.fingerprint(), "label_words": words})
             return
         self.embedder_ = clone(BlackBoxEmbedder() if box is None else box).fit(texts)
+        # an API embedder of unknown width pays one query while fitting
+        self.n_queries_ += self.embedder_.n_queries_
+        self.n_cache_hits_ += self.embedder_.n_cache_hits_
         if getattr(self.embedder_, "pooling", None) == "mask":
             self.black_box_ = "mask"
             self.label_words_ = self._label_words()

@@ -15,7 +15,6 @@ import functools
 import threading
 from abc import ABC, abstractmethod
 
-from ._retry import call_with_retries
 from .local import resolve_model_path, weights_digest
 from .openai import OpenAIClient
 
@@ -91,15 +90,12 @@ class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
 
     def complete(self, messages: list[dict], *, seed: int) -> str:
         """One chat-completions request, retried on transient faults."""
-        client = self._get_client()
         extra = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
-        response = call_with_retries(
-            lambda: client.chat.completions.create(
+        response = self._request(
+            lambda client: client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature, seed=seed, **extra
             ),
-            what=f"chat-completions endpoint {self.endpoint} (model {self.model!r})",
-            max_retries=self.max_retries,
-            secret=self._secret,
+            "chat-completions",
         )
         if not response.choices:
             return ""

@@ -35,9 +35,10 @@ def split_api_model(model: str) -> str | None:
 class OpenAIClient:
     """The client side shared by every OpenAI-compatible backend.
 
-    Needs ``base_url``, ``api_key_env`` and ``timeout`` attributes. The client
-    (holding the key) is created on first use and never pickled; the key is
-    kept apart only to scrub it from messages.
+    Needs ``model``, ``base_url``, ``api_key_env``, ``timeout`` and
+    ``max_retries`` attributes. The client (holding the key) is created on
+    first use and never pickled; the key is kept apart only to scrub it from
+    messages.
     """
 
     _client = None
@@ -64,6 +65,16 @@ class OpenAIClient:
                 self._secret = key
             self._client = openai.OpenAI(api_key=key, base_url=self.endpoint, max_retries=0, timeout=self.timeout)
         return self._client
+
+    def _request(self, send, kind: str):
+        """``send(client)`` with retries on transient faults; errors name the ``kind`` endpoint and the model."""
+        client = self._get_client()
+        return call_with_retries(
+            lambda: send(client),
+            what=f"{kind} endpoint {self.endpoint} (model {self.model!r})",
+            max_retries=self.max_retries,
+            secret=self._secret,
+        )
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -129,15 +140,12 @@ class OpenAIEmbeddingBackend(OpenAIClient, Backend):
 
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """One embeddings request for a batch, retried on transient faults."""
-        client = self._get_client()
         # Endpoints reject empty strings; a lone space stands in (the cache key keeps "").
         texts = [(item if isinstance(item, str) else self.pair_separator.join(item)) or " " for item in items]
         extra = {} if self.dimensions is None else {"dimensions": self.dimensions}
-        response = call_with_retries(
-            lambda: client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra),
-            what=f"embeddings endpoint {self.endpoint} (model {self.model!r})",
-            max_retries=self.max_retries,
-            secret=self._secret,
+        response = self._request(
+            lambda client: client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra),
+            "embeddings",
         )
         rows = sorted(response.data, key=lambda d: d.index)
         if len(rows) != len(texts):

@@ -12,7 +12,6 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from ._retry import call_with_retries
 from .openai import OpenAIClient
 
 __all__ = ["OpenAILogProbBackend"]
@@ -101,7 +100,6 @@ class OpenAILogProbBackend(OpenAIClient):
         -------
         log_probs : ndarray of shape (len(items), len(label_words)), dtype float32
         """
-        client = self._get_client()
         wanted = [word.strip().lower() for word in label_words]
         rows = []
         for item in items:
@@ -110,8 +108,8 @@ class OpenAILogProbBackend(OpenAIClient):
                 {"role": "system", "content": self.instruction or DEFAULT_INSTRUCTION},
                 {"role": "user", "content": text or " "},
             ]
-            response = call_with_retries(
-                lambda messages=messages: client.chat.completions.create(
+            response = self._request(
+                lambda client, messages=messages: client.chat.completions.create(
                     model=self.model,
                     messages=messages,
                     max_tokens=1,
@@ -119,9 +117,7 @@ class OpenAILogProbBackend(OpenAIClient):
                     logprobs=True,
                     top_logprobs=self.top_logprobs,
                 ),
-                what=f"chat endpoint {self.endpoint} (model {self.model!r})",
-                max_retries=self.max_retries,
-                secret=self._secret,
+                "chat",
             )
             rows.append(self._read_first_token(response, wanted))
         return np.asarray(rows, dtype=np.float32).reshape(len(items), len(wanted))

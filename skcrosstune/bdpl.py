@@ -53,7 +53,7 @@ from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_labels, check_texts
 from .cache import QueryCache, default_cache_dir, query_through_cache
-from .embedder import BlackBoxEmbedder, _label_word_groups
+from .embedder import BlackBoxEmbedder, _label_word_groups, _max_per_group
 
 __all__ = ["BlackBoxPromptClassifier"]
 
@@ -584,9 +584,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             H = np.asarray(self.embedder_.transform(items), dtype=np.float32)
             H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
             similarity = H @ self.description_embeddings_.T
-            scores = np.full((len(items), len(self.classes_)), -np.inf, dtype=np.float32)
-            for c in range(len(self.classes_)):
-                scores[:, c] = similarity[:, self.description_owner_ == c].max(axis=1)
+            scores = _max_per_group(similarity, np.bincount(self.description_owner_))
         self.n_queries_ += self.embedder_.n_queries_ - before[0]
         self.n_cache_hits_ += self.embedder_.n_cache_hits_ - before[1]
         return scores
@@ -629,9 +627,3 @@ def _score_function_gradient(samples: np.ndarray, losses: np.ndarray, probs: np.
     for advantage, prompt in zip(advantages, samples, strict=True):
         gradient[slots, prompt] += advantage / probs[slots, prompt]
     return gradient
-
-
-def _max_per_group(scores: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """The best column of each consecutive group of columns."""
-    bounds = np.cumsum([0] + sizes)
-    return np.stack([scores[:, lo:hi].max(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)], axis=1)

@@ -61,6 +61,7 @@ from torch import nn
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._training import resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels
+from .embedder import _max_per_group
 
 __all__ = ["DecTClassifier", "calibrate"]
 
@@ -402,8 +403,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
             return self.embedder_.label_word_scores(X, self.label_words_, output="logits")
         projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
         similarities = (H @ projection) @ self.description_embeddings_.T
-        owner = np.repeat(np.arange(len(self.classes_)), [len(texts) for texts in self.descriptions_])
-        best = np.stack([similarities[:, owner == c].max(axis=1) for c in range(len(self.classes_))], axis=1)
+        best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 
     def _calibrated_zero_shot(self, X, H: np.ndarray) -> np.ndarray:

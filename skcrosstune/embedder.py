@@ -470,9 +470,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         scores = self.backend_.label_word_scores(states, ids, log_softmax=output != "logits")
         if output == "probs":
             scores = np.exp(scores)
-        bounds = np.cumsum([0] + [len(g) for g in groups])
-        reduced = [scores[:, lo:hi].max(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        return np.stack(reduced, axis=1).astype(np.float32)
+        return _max_per_group(scores, [len(g) for g in groups]).astype(np.float32)
 
     # -------------------------------------------------------------- sklearn
     def get_feature_names_out(self, input_features=None):
@@ -522,3 +520,9 @@ def _label_word_groups(label_words) -> list[list[str]]:
     if not groups:
         raise ValueError("label_words is empty: give one entry per class.")
     return groups
+
+
+def _max_per_group(scores: np.ndarray, sizes) -> np.ndarray:
+    """The best column of each consecutive group of ``sizes`` columns: a class's best word or description."""
+    bounds = np.cumsum([0, *sizes])
+    return np.stack([scores[:, lo:hi].max(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)], axis=1)

@@ -76,7 +76,7 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         batch = check_texts(X)
         self.input_kind_ = "pairs" if batch.is_pair else "texts"
         self.embedder_ = clone(self._embedder_template(batch.is_pair)).fit(X)
-        return self.embedder_.transform(X)
+        return self._embed(X)
 
     def _representations(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -84,6 +84,10 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
             return validate_data(self, X, dtype=np.float32, reset=False)
         if _is_numeric(X):
             raise TypeError("This classifier was fitted on texts; give it texts, not numeric features.")
+        return self._embed(X)
+
+    def _embed(self, X) -> np.ndarray:
+        """What the fitted embedder's one pass over the cache gives for texts ``X``."""
         return self.embedder_.transform(X)
 
     def _embed_descriptions(self, texts: list[str]) -> np.ndarray:

@@ -60,7 +60,7 @@ from torch import nn
 
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._training import resolve_device, torch_seed, train_classifier
-from ._validation import check_label_descriptions, check_labels
+from ._validation import _label_key, check_label_descriptions, check_labels
 from .embedder import _max_per_group
 
 __all__ = ["DecTClassifier", "calibrate"]
@@ -328,9 +328,12 @@ class DecTClassifier(EmbeddingHeadClassifier):
 
         self.zero_shot_source_ = self.label_words_ = self.descriptions_ = None
         self.description_embeddings_ = self.calibration_ = self.reference_scores_ = None
+        if self._reads_label_words():
+            self.label_words_ = check_label_descriptions(self.label_words, self.classes_, name="label_words")
+        H, word_scores = self._split(H)
         if self.zero_shot_weight_ > 0:
-            self._prepare_zero_shot(X, H)
-        features = np.hstack([H, self._calibrated_zero_shot(X, H)])
+            self._prepare_zero_shot(H, word_scores)
+        features = np.hstack([H, self._calibrated_zero_shot(H, word_scores)])
 
         seed = torch_seed(self.random_state)
         self.module_, self.n_epochs_ = train_classifier(
@@ -360,7 +363,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         return self
 
     # ------------------------------------------------------------ zero shot
-    def _prepare_zero_shot(self, X, H: np.ndarray) -> None:
+    def _prepare_zero_shot(self, H: np.ndarray, word_scores) -> None:
         """Choose the zero-shot source, embed what it needs and score the calibration reference."""
         if self.label_words is not None:
             if self.input_kind_ == "numeric":
@@ -369,7 +372,6 @@ class DecTClassifier(EmbeddingHeadClassifier):
                     "pass texts, or use label_descriptions with numeric representations."
                 )
             self.zero_shot_source_ = "label_words"
-            self.label_words_ = check_label_descriptions(self.label_words, self.classes_, name="label_words")
         else:
             self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
             flat = [text for texts in self.descriptions_ for text in texts]
@@ -391,25 +393,46 @@ class DecTClassifier(EmbeddingHeadClassifier):
             self.calibration_ = "content_free" if self.zero_shot_source_ == "label_words" else "train_mean"
         if self.calibration_ == "content_free":
             empty = [("", "")] if self.input_kind_ == "pairs" else [""]
-            encoder = self.description_embedder_ if self.input_kind_ == "numeric" else self.embedder_
-            self.reference_scores_ = self._zero_shot_scores(empty, encoder.transform(empty))[0]
+            if self.input_kind_ == "numeric":
+                H_empty, empty_scores = self.description_embedder_.transform(empty), None
+            else:
+                H_empty, empty_scores = self._split(self._embed(empty))
+            self.reference_scores_ = self._zero_shot_scores(H_empty, empty_scores)[0]
         elif self.calibration_ == "train_mean":
-            scores = self._zero_shot_scores(X, H)
-            self.reference_scores_ = _log_softmax(scores).mean(axis=0)
+            self.reference_scores_ = _log_softmax(self._zero_shot_scores(H, word_scores)).mean(axis=0)
 
-    def _zero_shot_scores(self, X, H: np.ndarray) -> np.ndarray:
+    def _reads_label_words(self) -> bool:
+        """Whether one query per text gives the label-word scores along with the representation."""
+        return self.label_words is not None and self.zero_shot_weight != 0 and self.input_kind_ != "numeric"
+
+    def _embed(self, X) -> np.ndarray:
+        """The representation, followed by the label words' logits (one column per entry) when used."""
+        if not self._reads_label_words():
+            return super()._embed(X)
+        H, scores = self.embedder_._transform_and_label_word_scores(X, list(self.label_words.values()))
+        return np.hstack([H, scores])
+
+    def _split(self, A: np.ndarray):
+        """``(representation, label-word logits in the order of classes_ or None)`` of what ``_embed`` gave."""
+        if not self._reads_label_words():
+            return A, None
+        position = {_label_key(label): i for i, label in enumerate(self.label_words)}
+        columns = [A.shape[1] - len(position) + position[_label_key(c)] for c in self.classes_]
+        return A[:, : A.shape[1] - len(position)], A[:, columns]
+
+    def _zero_shot_scores(self, H: np.ndarray, word_scores) -> np.ndarray:
         """Raw class scores: label-word logits at the mask, or scaled similarities to descriptions."""
         if self.zero_shot_source_ == "label_words":
-            return self.embedder_.label_word_scores(X, self.label_words_, output="logits")
+            return word_scores
         projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
         similarities = (H @ projection) @ self.description_embeddings_.T
         best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 
-    def _calibrated_zero_shot(self, X, H: np.ndarray) -> np.ndarray:
+    def _calibrated_zero_shot(self, H: np.ndarray, word_scores) -> np.ndarray:
         if self.zero_shot_source_ is None:
             return np.zeros((H.shape[0], len(self.classes_)), dtype=np.float32)
-        scores = self._zero_shot_scores(X, H)
+        scores = self._zero_shot_scores(H, word_scores)
         reference = np.zeros(scores.shape[1]) if self.reference_scores_ is None else self.reference_scores_
         log_q = _calibrated_log_probs(scores, reference)
         return (log_q if self.fusion == "log_probs" else np.exp(log_q)).astype(np.float32)
@@ -417,8 +440,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
     # ----------------------------------------------------------- prediction
     def _representations(self, X) -> np.ndarray:
         """The decoder's input: the representation and the calibrated zero-shot probabilities."""
-        H = super()._representations(X)
-        return np.hstack([H, self._calibrated_zero_shot(X, H)])
+        H, word_scores = self._split(super()._representations(X))
+        return np.hstack([H, self._calibrated_zero_shot(H, word_scores)])
 
     def _logits(self, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

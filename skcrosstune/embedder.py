@@ -454,6 +454,10 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         scores : ndarray of shape (n_samples, n_classes), dtype float32
             One column per entry of ``label_words``.
         """
+        return self._transform_and_label_word_scores(X, label_words, output=output)[1]
+
+    def _transform_and_label_word_scores(self, X, label_words, *, output="logits"):
+        """:meth:`transform` and :meth:`label_word_scores` of ``X`` from one pass over the cache."""
         check_is_fitted(self)
         if not getattr(self.backend_, "supports_label_words", False):
             raise ValueError(
@@ -470,7 +474,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         scores = self.backend_.label_word_scores(states, ids, log_softmax=output != "logits")
         if output == "probs":
             scores = np.exp(scores)
-        return _max_per_group(scores, [len(g) for g in groups]).astype(np.float32)
+        # mask pooling embeds a pair jointly, so the states are what transform finishes
+        return self._finish(states), _max_per_group(scores, [len(g) for g in groups]).astype(np.float32)
 
     # -------------------------------------------------------------- sklearn
     def get_feature_names_out(self, input_features=None):

@@ -91,6 +91,14 @@ def test_label_word_path_end_to_end_with_one_query_per_text(model, request, sent
     np.testing.assert_allclose(heavy.decision_function(TEXTS) / 1e6, expected[:, 1] - expected[:, 0], atol=1e-4)
 
 
+def test_without_a_cache_the_state_and_the_label_word_scores_still_cost_one_query(tiny_bert, sent):
+    masked_lm = BlackBoxEmbedder(str(tiny_bert), pooling="mask", template=TEMPLATE, cache_dir=None)
+    clf = DecTClassifier(masked_lm, label_words=WORDS, calibration="train_mean", random_state=0).fit(TEXTS, LABELS)
+    assert sorted(sent) == sorted(TEXTS)
+    clf.predict_proba(TEXTS)
+    assert len(sent) == 2 * len(TEXTS)  # nothing cached: prediction pays once more, once
+
+
 def test_a_label_word_split_into_pieces_is_scored_by_its_first_piece_with_a_warning(masked_lm):
     with pytest.warns(UserWarning, match="first"):
         DecTClassifier(masked_lm, label_words={"pos": "greatxyzq", "neg": "bad"}, max_epochs=2).fit(TEXTS, LABELS)

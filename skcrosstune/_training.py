@@ -197,10 +197,28 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
         curves = [run(train_idx, max_epochs, valid_idx)[1] for train_idx, valid_idx in folds]
         longest = max(len(c) for c in curves)
         # a fold that stopped early keeps its last (worsening) loss
-        mean_curve = np.mean([c + [c[-1]] * (longest - len(c)) for c in curves], axis=0)
-        n_epochs = int(np.argmin(mean_curve))
+        padded = np.array([c + [c[-1]] * (longest - len(c)) for c in curves])
+        n_epochs = _one_standard_error_epochs(padded)
     module, _ = run(everything, n_epochs)
     return module, n_epochs
+
+
+def _one_standard_error_epochs(losses):
+    """The fewest epochs whose mean held-out loss is within one standard error of the best.
+
+    ``losses`` holds one validation curve per fold (epoch 0 first). With a
+    handful of validation examples per fold the curves are noisy, and the
+    plain minimum often picks a long run whose advantage is noise; the
+    one-standard-error rule prefers the simplest model the folds cannot tell
+    apart from the best (Hastie, Tibshirani and Friedman, *The Elements of
+    Statistical Learning*, 7.10).
+    """
+    import numpy as np
+
+    mean = losses.mean(axis=0)
+    best = int(np.argmin(mean))
+    error = losses[:, best].std(ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0.0
+    return int(np.flatnonzero(mean <= mean[best] + error)[0])
 
 
 class _small_work_threads:

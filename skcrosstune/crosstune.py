@@ -5,8 +5,13 @@ built here:
 
 1. Each class has one or more natural-language descriptions. The black box
    embeds them once (one cached query each), like any input text.
-2. The input's representation ``h`` is projected to a query, the
-   description embeddings ``e`` to keys, per head ``k``::
+2. The few training examples enhance the labels: each description's key is
+   the posterior mean of its class's direction, the description counting as
+   ``description_weight`` examples and each training representation of the
+   class as one, rescaled to unit length. With one example per class the
+   descriptions dominate; with many, the examples do.
+3. The input's representation ``h`` is projected to a query, the keys ``e``
+   to keys per head ``k``::
 
        q_k = P h + A_k h,     key_k = e + B_k e,     s_k(c) = q_k . key_k(c)
 
@@ -14,24 +19,23 @@ built here:
    the two sides for separately embedded sentence pairs) and ``A_k``, ``B_k``
    are low-rank residuals that start at zero. Several descriptions of one
    class are attended over (a softmax over their scores).
-3. The few training examples enhance the labels too: each class's mean
-   training representation ``m_c`` is a prototype, scored as in a
-   nearest-centroid rule, ``h . m_c - |m_c|^2 / 2`` (the negative squared
-   distance up to a term shared by all classes), with a learned weight
-   ``gamma`` that starts at zero.
-4. The class logits are the head-averaged scores plus ``gamma`` times the
+4. The class means ``m_c`` also score as a nearest-centroid rule,
+   ``h . m_c - |m_c|^2 / 2``, with a learned weight ``gamma``: zero at the
+   start when the descriptions give a prior, one when they cannot (a pair's
+   cosine feature alone).
+5. The class logits are the head-averaged scores plus ``gamma`` times the
    prototype scores, times a learned inverse temperature, plus a direct
    linear read-out of ``h`` (zero at the start: for what descriptions cannot
-   say, such as the similarity of a pair's two sides) and a per-class bias,
-   trained with cross-entropy (AdamW).
+   say) and a per-class bias, trained with cross-entropy (AdamW).
 
-Before any training step the residuals and ``gamma`` are zero, so the
-classifier predicts exactly what zero-shot similarity between text and
-descriptions predicts.
-Weight decay pulls the residuals back toward that prior, and the number of
-epochs is chosen on an internal held-out split counting zero epochs as a
-candidate: training moves away from the descriptions only as far as held-out
-data supports.
+Before any gradient step the residuals are zero, so the classifier predicts
+what similarity between the text and the label-enhanced keys predicts; with
+``max_epochs=0`` the keys are the bare descriptions and it is the zero-shot
+classifier. Weight decay pulls the residuals back toward that prior, and the
+number of epochs is chosen on internal cross-validation, counting zero
+epochs as a candidate and taking the fewest epochs within one standard error
+of the best held-out loss: training moves away from the label-enhanced prior
+only as far as held-out data clearly supports.
 """
 
 from __future__ import annotations
@@ -74,6 +78,16 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         builds one from each label name (``"not_entailment"`` reads
         ``"not entailment"``).
 
+    description_weight : float, default=8.0
+        How many training examples a class's descriptions count for in its
+        label-enhanced keys: each key is the description's embedding averaged
+        with the class's training representations, the description weighted
+        ``description_weight`` and each example 1 (then rescaled to unit
+        length). Small values trust the examples sooner; ``math.inf`` keeps
+        the bare descriptions. Ignored when ``max_epochs=0``, which gives the
+        pure zero-shot classifier, and when the inputs cannot be compared
+        with the descriptions.
+
     n_heads : int, default=4
         Attention heads; each has its own low-rank query and key residuals.
 
@@ -103,10 +117,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
     cv : int, default=4
         Folds of the internal cross-validation that chooses the number of
-        epochs, after which the model is retrained on all the data (fewer
-        folds when a class has fewer examples). When a class has a single
-        example nothing can be validated, and the zero-shot prior is kept as
-        it is; without a prior (features from another black box, or pair
+        epochs (the fewest within one standard error of the best mean
+        held-out loss), after which the model is retrained on all the data
+        (fewer folds when a class has fewer examples). When a class has a
+        single example nothing can be validated, and the label-enhanced prior
+        is kept as it is; without a prior (features from another black box, or pair
         features without ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1
         trains ``max_epochs`` without validation.
 
@@ -145,7 +160,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         The trained cross-attention network, on the CPU.
 
     n_epochs_ : int
-        Epochs of the final training (0: the zero-shot prior was kept).
+        Epochs of the final training (0: the label-enhanced prior was kept).
 
     input_kind_ : {"texts", "pairs", "numeric"}
         What ``fit`` was given.
@@ -184,6 +199,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     _parameter_constraints: dict = {
         "embedder": [HasMethods(["fit", "transform"]), None],
         "label_descriptions": [dict, None],
+        "description_weight": [Interval(Real, 0, None, closed="both")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "rank": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
@@ -204,6 +220,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         embedder=None,
         label_descriptions=None,
         *,
+        description_weight=8.0,
         n_heads=4,
         rank=8,
         temperature=0.05,
@@ -220,6 +237,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     ):
         self.embedder = embedder
         self.label_descriptions = label_descriptions
+        self.description_weight = description_weight
         self.n_heads = n_heads
         self.rank = rank
         self.temperature = temperature
@@ -257,10 +275,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         owner = np.repeat(np.arange(len(self.classes_)), [len(t) for t in self.descriptions_])
 
         seed = torch_seed(self.random_state)
+        kappa = self.description_weight if self.max_epochs > 0 else math.inf
         self.module_, self.n_epochs_ = train_classifier(
             lambda X_train, y_train: _CrossAttentionNetwork(
                 prior,
-                E,
+                _enhanced_keys(E, owner, X_train @ torch.as_tensor(prior), y_train, kappa),
                 owner,
                 _class_means(X_train, y_train, len(self.classes_)),
                 self.n_heads,
@@ -289,7 +308,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         projection = self._description_projection(width, dim)
         if projection is not None:
             return projection
-        if width != dim:
+        if width != dim and self.input_kind_ == "numeric":
             warnings.warn(
                 f"The input representations have {width} features but the descriptions {dim}: they do not "
                 "come from the same black box, so training starts without the zero-shot prior.",
@@ -340,7 +359,9 @@ class _CrossAttentionNetwork(nn.Module):
         self.key_out = nn.Parameter(torch.zeros(n_heads, rank, dim))
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.register_buffer("prototypes", prototypes)
-        self.gamma = nn.Parameter(torch.tensor(0.0))  # weight of the prototype scores, decayed toward 0
+        # The weight of the prototype scores starts at zero, where the descriptions give a prior;
+        # without one (e.g. a pair's cosine feature alone) the model starts as a nearest-centroid rule.
+        self.gamma = nn.Parameter(torch.tensor(0.0 if prior.any() else 1.0))
         # a direct linear read-out of the input, zero at the start, for what
         # the descriptions cannot express (e.g. the similarity of a pair's sides)
         self.linear = nn.Parameter(torch.zeros(width, n_classes))
@@ -363,3 +384,21 @@ class _CrossAttentionNetwork(nn.Module):
 def _class_means(X, y, n_classes: int):
     """The mean training representation of each class (rows ``X``, class indices ``y``)."""
     return torch.stack([X[y == c].mean(0) for c in range(n_classes)])
+
+
+def _enhanced_keys(descriptions, owner, Z, y, kappa: float) -> np.ndarray:
+    """Description embeddings enhanced by the training examples of their class.
+
+    Each key is the posterior mean of its class's direction: the description
+    counts as ``kappa`` pseudo-examples and the class's training
+    representations ``Z`` (already in the description space) as one each;
+    rescaled to unit length. ``kappa=inf`` keeps the bare descriptions.
+    """
+    E = torch.as_tensor(descriptions, dtype=torch.float32)
+    if math.isinf(kappa) or not Z.abs().sum():
+        return E.numpy()
+    owner = torch.as_tensor(owner)
+    sums = torch.zeros(int(owner.max()) + 1, E.shape[1]).index_add_(0, y, Z)
+    counts = torch.bincount(y, minlength=len(sums)).to(E.dtype)
+    keys = (kappa * E + sums[owner]) / (kappa + counts[owner, None])
+    return torch.nn.functional.normalize(keys, dim=1).numpy()

@@ -59,14 +59,34 @@ def test_training_fits_the_training_data(embedder):
     assert list(clf.classes_) == ["neg", "pos"] and proba.shape == (10, 2)
 
 
-def test_the_class_means_are_prototypes_whose_weight_starts_at_zero(embedder):
-    untrained = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS, LABELS)
-    H = torch.as_tensor(BlackBoxEmbedder(embedder.model).fit_transform(TEXTS))
-    means = torch.stack([H[LABELS == label].mean(0) for label in untrained.classes_])
-    torch.testing.assert_close(untrained.module_.prototypes, means)
-    assert float(untrained.module_.gamma) == 0.0
-    trained = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(max_epochs=100)).fit(TEXTS, LABELS)
-    assert float(trained.module_.gamma) != 0.0
+@pytest.mark.parametrize("weight", [0.0, 2.0, 50.0])
+def test_keys_are_the_descriptions_enhanced_by_their_class_examples(embedder, weight):
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=weight, **fast(max_epochs=3))
+    clf.fit(TEXTS, LABELS)
+    H = BlackBoxEmbedder(embedder.model).fit_transform(TEXTS)
+    E = BlackBoxEmbedder(embedder.model).fit_transform([DESCRIPTIONS["neg"], DESCRIPTIONS["pos"]])
+    sums = np.stack([H[LABELS == label].sum(0) for label in clf.classes_])
+    expected = (weight * E + sums) / (weight + 5)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.module_.keys[:, 0].numpy(), expected, atol=1e-5)
+    # the class means are also nearest-centroid prototypes, weighted by a learned gamma from zero
+    torch.testing.assert_close(clf.module_.prototypes, torch.as_tensor(sums / 5, dtype=torch.float32))
+    untrained = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=weight, max_epochs=0)
+    assert untrained.fit(TEXTS, LABELS).module_.gamma.item() == 0.0
+
+
+def test_without_a_description_prior_training_starts_from_the_nearest_centroid_rule(embedder):
+    """A pair's cosine feature alone cannot be compared with descriptions: gamma starts at 1."""
+    pairs = [("a great film", "a good movie"), ("the plot", "a cat sat"), ("fun story", "funny tale"), ("red", "tax")]
+    y = ["same", "other", "same", "other"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: descriptions never fit a pair's cosine
+        clf = CrossTuneClassifier(embedder, max_epochs=0).fit(pairs, y)
+    assert not clf.module_.prior.any() and clf.module_.gamma.item() == 1.0
+    cosine = BlackBoxEmbedder(embedder.model).fit_transform(pairs).ravel()
+    same, other = cosine[[0, 2]].mean(), cosine[[1, 3]].mean()
+    nearest = np.where(np.abs(cosine - same) < np.abs(cosine - other), "same", "other")
+    np.testing.assert_array_equal(clf.predict(pairs), nearest)
 
 
 def test_cross_validation_keeps_the_prior_when_training_does_not_help(embedder):
@@ -216,9 +236,29 @@ def test_the_embedded_default_model_end_to_end():
     assert list(clf.predict(["an absolute delight", "painfully boring"])) == ["positive", "negative"]
 
 
-def test_one_example_per_class_keeps_the_prior(embedder):
-    """Nothing can be validated with one shot: the descriptions' prediction stands."""
+def test_one_example_per_class_trains_nothing_and_only_enhances_the_keys(embedder):
+    """Nothing can be validated with one shot: no gradient step, the closed-form keys stand."""
     one_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, random_state=0).fit(TEXTS[4:6], LABELS[4:6])
-    zero_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS[4:6], LABELS[4:6])
     assert one_shot.n_epochs_ == 0
-    np.testing.assert_array_equal(one_shot.decision_function(TEXTS), zero_shot.decision_function(TEXTS))
+    H = BlackBoxEmbedder(embedder.model).fit_transform(TEXTS)
+    E = BlackBoxEmbedder(embedder.model).fit_transform([DESCRIPTIONS["neg"], DESCRIPTIONS["pos"]])
+    keys = 8.0 * E + H[[5, 4]]  # "neg" is TEXTS[5], "pos" TEXTS[4]; each description weighs 8 examples
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    cosine = H @ keys.T
+    np.testing.assert_allclose(one_shot.decision_function(TEXTS), (cosine[:, 1] - cosine[:, 0]) / 0.05, atol=1e-4)
+    # an infinite description weight keeps the bare descriptions: the zero-shot classifier
+    bare = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=np.inf).fit(TEXTS[4:6], LABELS[4:6])
+    zero_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=0).fit(TEXTS[4:6], LABELS[4:6])
+    np.testing.assert_array_equal(bare.decision_function(TEXTS), zero_shot.decision_function(TEXTS))
+
+
+def test_the_fewest_epochs_the_folds_cannot_tell_from_the_best_are_chosen():
+    from skcrosstune._training import _one_standard_error_epochs
+
+    epochs = np.arange(30)
+    # steep progress for 10 epochs, then a slow drift down to the minimum at epoch 29
+    curve = np.where(epochs <= 10, 1.0 - 0.05 * epochs, 0.5 - 0.002 * (epochs - 10))
+    folds = np.stack([curve + noise for noise in (-0.1, 0.0, 0.1, 0.0)])  # standard error 0.041
+    assert np.argmin(folds.mean(0)) == 29
+    assert _one_standard_error_epochs(folds) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
+    assert _one_standard_error_epochs(np.stack([curve, curve])) == 29  # no spread: the minimum

@@ -1,4 +1,3 @@
-import pickle
 import warnings
 
 import joblib
@@ -206,22 +205,6 @@ def test_clone_gridsearch_over_nested_embedder_parameters_and_joblib(embedder, t
     joblib.dump(search.best_estimator_, path)
     restored = joblib.load(path)
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), search.best_estimator_.predict_proba(TEXTS))
-
-
-def test_the_fitted_network_lives_on_the_cpu_and_pickles_without_the_black_box(embedder):
-    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cpu")).fit(TEXTS, LABELS)
-    assert all(t.device.type == "cpu" for t in clf.module_.state_dict().values())
-    blob = pickle.dumps(clf)
-    assert len(blob) < 500_000
-    np.testing.assert_array_equal(pickle.loads(blob).predict(TEXTS), clf.predict(TEXTS))
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine; this one has CUDA")
-def test_device_cuda_on_a_cpu_only_machine_trains_on_the_cpu_with_a_warning(embedder):
-    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
-        clf = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cuda")).fit(TEXTS, LABELS)
-    cpu = CrossTuneClassifier(embedder, DESCRIPTIONS, **fast(device="cpu")).fit(TEXTS, LABELS)
-    np.testing.assert_array_equal(clf.decision_function(TEXTS), cpu.decision_function(TEXTS))
 
 
 def test_the_embedded_default_model_end_to_end():

@@ -1,4 +1,3 @@
-import pickle
 
 import joblib
 import numpy as np
@@ -280,19 +279,3 @@ def test_clone_gridsearch_and_joblib(masked_lm, tmp_path, sent):
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), search.best_estimator_.predict_proba(TEXTS))
 
 
-def test_the_fitted_decoder_lives_on_the_cpu_and_pickles_small(embedder):
-    clf = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, device="cpu", random_state=0).fit(TEXTS, LABELS)
-    assert all(t.device.type == "cpu" for t in clf.module_.state_dict().values())
-    blob = pickle.dumps(clf)
-    assert len(blob) < 500_000
-    np.testing.assert_array_equal(pickle.loads(blob).predict(TEXTS), clf.predict(TEXTS))
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine; this one has CUDA")
-def test_device_cuda_on_a_cpu_only_machine_trains_on_the_cpu_with_a_warning(embedder):
-    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
-        clf = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, device="cuda", random_state=0).fit(
-            TEXTS, LABELS
-        )
-    cpu = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, device="cpu", random_state=0).fit(TEXTS, LABELS)
-    np.testing.assert_array_equal(clf.decision_function(TEXTS), cpu.decision_function(TEXTS))

@@ -1,0 +1,43 @@
+"""What every trained head on black-box representations promises: one test, each estimator."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, DecTClassifier
+
+TEXTS = ["a great film", "fun , really funny", "love it", "awful plot", "the worst acting", "bad , really bad"]
+LABELS = ["pos"] * 3 + ["neg"] * 3
+DESCRIPTIONS = {"pos": "great good fun best", "neg": "awful bad dull worst"}
+HEADS = {
+    "crosstune": lambda embedder, **params: CrossTuneClassifier(
+        embedder, DESCRIPTIONS, max_epochs=40, cv=0, random_state=0, **params
+    ),
+    "dect": lambda embedder, **params: DecTClassifier(
+        embedder, label_descriptions=DESCRIPTIONS, random_state=0, **params
+    ),
+}
+
+
+@pytest.fixture(params=sorted(HEADS))
+def make_head(request, tiny_bert):
+    embedder = BlackBoxEmbedder(str(tiny_bert))
+    return lambda **params: HEADS[request.param](embedder, **params)
+
+
+def test_the_fitted_network_lives_on_the_cpu_and_pickles_without_the_black_box(make_head):
+    clf = make_head(device="cpu").fit(TEXTS, LABELS)
+    assert all(t.device.type == "cpu" for t in clf.module_.state_dict().values())
+    blob = pickle.dumps(clf)
+    assert len(blob) < 500_000
+    np.testing.assert_array_equal(pickle.loads(blob).predict(TEXTS), clf.predict(TEXTS))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine; this one has CUDA")
+def test_device_cuda_on_a_cpu_only_machine_trains_on_the_cpu_with_a_warning(make_head):
+    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
+        clf = make_head(device="cuda").fit(TEXTS, LABELS)
+    cpu = make_head(device="cpu").fit(TEXTS, LABELS)
+    np.testing.assert_array_equal(clf.decision_function(TEXTS), cpu.decision_function(TEXTS))

@@ -1,4 +1,3 @@
-
 import joblib
 import numpy as np
 import pytest
@@ -277,5 +276,3 @@ def test_clone_gridsearch_and_joblib(masked_lm, tmp_path, sent):
     joblib.dump(search.best_estimator_, path)
     restored = joblib.load(path)
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), search.best_estimator_.predict_proba(TEXTS))
-
-

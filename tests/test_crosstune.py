@@ -235,13 +235,14 @@ def test_one_example_per_class_trains_nothing_and_only_enhances_the_keys(embedde
     np.testing.assert_array_equal(bare.decision_function(TEXTS), zero_shot.decision_function(TEXTS))
 
 
-def test_the_fewest_epochs_the_folds_cannot_tell_from_the_best_are_chosen():
+def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_chosen():
     from skcrosstune._training import _one_standard_error_epochs
 
     epochs = np.arange(30)
     # steep progress for 10 epochs, then a slow drift down to the minimum at epoch 29
     curve = np.where(epochs <= 10, 1.0 - 0.05 * epochs, 0.5 - 0.002 * (epochs - 10))
-    folds = np.stack([curve + noise for noise in (-0.1, 0.0, 0.1, 0.0)])  # standard error 0.041
-    assert np.argmin(folds.mean(0)) == 29
-    assert _one_standard_error_epochs(folds) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
-    assert _one_standard_error_epochs(np.stack([curve, curve])) == 29  # no spread: the minimum
+    # four validation examples, one loss each per epoch: standard error 0.041 at every epoch
+    losses = np.stack([curve + noise for noise in (-0.1, 0.0, 0.1, 0.0)], axis=1)
+    assert losses.shape == (30, 4) and np.argmin(losses.mean(1)) == 29
+    assert _one_standard_error_epochs(losses) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
+    assert _one_standard_error_epochs(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum

@@ -164,6 +164,7 @@ def train_classifier(
         if valid_idx is not None:
             Xv, yv = X_all[valid_idx].to(device), y_all[valid_idx].to(device)
             losses.append(_losses(module, Xv, yv))
+            means = [losses[0].mean()]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)  # dropout
             bar = tqdm(range(epochs), disable=not verbose, desc="training", unit="epoch", leave=False)
@@ -176,8 +177,8 @@ def train_classifier(
                     optimizer.step()
                 if valid_idx is not None:
                     losses.append(_losses(module, Xv, yv))
-                    best = int(np.argmin([epoch.mean() for epoch in losses]))
-                    if len(losses) - 1 - best >= n_iter_no_change:
+                    means.append(losses[-1].mean())
+                    if len(means) - 1 - int(np.argmin(means)) >= n_iter_no_change:
                         break
         return module.eval().cpu(), losses
 

@@ -274,19 +274,20 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         prior = self._prior_projection(H.shape[1], E.shape[1])
         owner = np.repeat(np.arange(len(self.classes_)), [len(t) for t in self.descriptions_])
 
+        # the examples enhance the keys only when they are learned from and can be compared with the descriptions
+        kappa = self.description_weight if self.max_epochs > 0 and prior.any() else math.inf
+
+        def make_network(X_train, y_train):
+            means = _class_means(X_train, y_train, len(self.classes_))
+            counts = torch.bincount(y_train, minlength=len(self.classes_))
+            keys = _enhanced_keys(E, owner, means @ torch.as_tensor(prior), counts, kappa)
+            return _CrossAttentionNetwork(
+                prior, keys, owner, means, self.n_heads, self.rank, self.temperature, self.dropout
+            )
+
         seed = torch_seed(self.random_state)
-        kappa = self.description_weight if self.max_epochs > 0 else math.inf
         self.module_, self.n_epochs_ = train_classifier(
-            lambda X_train, y_train: _CrossAttentionNetwork(
-                prior,
-                _enhanced_keys(E, owner, X_train @ torch.as_tensor(prior), y_train, kappa),
-                owner,
-                _class_means(X_train, y_train, len(self.classes_)),
-                self.n_heads,
-                self.rank,
-                self.temperature,
-                self.dropout,
-            ),
+            make_network,
             H,
             y_index,
             max_epochs=self.max_epochs,
@@ -386,19 +387,18 @@ def _class_means(X, y, n_classes: int):
     return torch.stack([X[y == c].mean(0) for c in range(n_classes)])
 
 
-def _enhanced_keys(descriptions, owner, Z, y, kappa: float) -> np.ndarray:
+def _enhanced_keys(descriptions, owner, means, counts, kappa: float) -> np.ndarray:
     """Description embeddings enhanced by the training examples of their class.
 
     Each key is the posterior mean of its class's direction: the description
-    counts as ``kappa`` pseudo-examples and the class's training
-    representations ``Z`` (already in the description space) as one each;
-    rescaled to unit length. ``kappa=inf`` keeps the bare descriptions.
+    counts as ``kappa`` pseudo-examples and each of the class's ``counts``
+    training representations (whose mean ``means`` is already in the
+    description space) as one; rescaled to unit length. ``kappa=inf`` keeps
+    the bare descriptions.
     """
-    E = torch.as_tensor(descriptions, dtype=torch.float32)
-    if math.isinf(kappa) or not Z.abs().sum():
-        return E.numpy()
-    owner = torch.as_tensor(owner)
-    sums = torch.zeros(int(owner.max()) + 1, E.shape[1]).index_add_(0, y, Z)
-    counts = torch.bincount(y, minlength=len(sums)).to(E.dtype)
-    keys = (kappa * E + sums[owner]) / (kappa + counts[owner, None])
+    if math.isinf(kappa):
+        return descriptions
+    E, owner = torch.as_tensor(descriptions, dtype=torch.float32), torch.as_tensor(owner)
+    n = counts.to(E.dtype)[owner, None]
+    keys = (kappa * E + n * means[owner]) / (kappa + n)
     return torch.nn.functional.normalize(keys, dim=1).numpy()

@@ -332,8 +332,11 @@ class DecTClassifier(EmbeddingHeadClassifier):
             self.label_words_ = check_label_descriptions(self.label_words, self.classes_, name="label_words")
         H, word_scores = self._split(H)
         if self.zero_shot_weight_ > 0:
-            self._prepare_zero_shot(H, word_scores)
-        features = np.hstack([H, self._calibrated_zero_shot(H, word_scores)])
+            self._prepare_zero_shot(H)
+        scores = self._zero_shot_scores(H, word_scores)
+        if self.calibration_ == "train_mean":
+            self.reference_scores_ = _log_softmax(scores).mean(axis=0)
+        features = np.hstack([H, self._calibrated(scores, len(H))])
 
         seed = torch_seed(self.random_state)
         self.module_, self.n_epochs_ = train_classifier(
@@ -363,8 +366,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
         return self
 
     # ------------------------------------------------------------ zero shot
-    def _prepare_zero_shot(self, H: np.ndarray, word_scores) -> None:
-        """Choose the zero-shot source, embed what it needs and score the calibration reference."""
+    def _prepare_zero_shot(self, H: np.ndarray) -> None:
+        """Choose the zero-shot source and calibration, embed what they need (the content-free input)."""
         if self.label_words is not None:
             if self.input_kind_ == "numeric":
                 raise ValueError(
@@ -398,8 +401,6 @@ class DecTClassifier(EmbeddingHeadClassifier):
             else:
                 H_empty, empty_scores = self._split(self._embed(empty))
             self.reference_scores_ = self._zero_shot_scores(H_empty, empty_scores)[0]
-        elif self.calibration_ == "train_mean":
-            self.reference_scores_ = _log_softmax(self._zero_shot_scores(H, word_scores)).mean(axis=0)
 
     def _reads_label_words(self) -> bool:
         """Whether one query per text gives the label-word scores along with the representation."""
@@ -420,8 +421,10 @@ class DecTClassifier(EmbeddingHeadClassifier):
         columns = [A.shape[1] - len(position) + position[_label_key(c)] for c in self.classes_]
         return A[:, : A.shape[1] - len(position)], A[:, columns]
 
-    def _zero_shot_scores(self, H: np.ndarray, word_scores) -> np.ndarray:
-        """Raw class scores: label-word logits at the mask, or scaled similarities to descriptions."""
+    def _zero_shot_scores(self, H: np.ndarray, word_scores) -> np.ndarray | None:
+        """Raw class scores: label-word logits at the mask, scaled similarities to descriptions, or None."""
+        if self.zero_shot_source_ is None:
+            return None
         if self.zero_shot_source_ == "label_words":
             return word_scores
         projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
@@ -429,10 +432,10 @@ class DecTClassifier(EmbeddingHeadClassifier):
         best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 
-    def _calibrated_zero_shot(self, H: np.ndarray, word_scores) -> np.ndarray:
-        if self.zero_shot_source_ is None:
-            return np.zeros((H.shape[0], len(self.classes_)), dtype=np.float32)
-        scores = self._zero_shot_scores(H, word_scores)
+    def _calibrated(self, scores, n_samples: int) -> np.ndarray:
+        """The decoder's zero-shot input from raw scores: calibrated log-probabilities (or probabilities)."""
+        if scores is None:
+            return np.zeros((n_samples, len(self.classes_)), dtype=np.float32)
         reference = np.zeros(scores.shape[1]) if self.reference_scores_ is None else self.reference_scores_
         log_q = _calibrated_log_probs(scores, reference)
         return (log_q if self.fusion == "log_probs" else np.exp(log_q)).astype(np.float32)
@@ -441,7 +444,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
     def _representations(self, X) -> np.ndarray:
         """The decoder's input: the representation and the calibrated zero-shot probabilities."""
         H, word_scores = self._split(super()._representations(X))
-        return np.hstack([H, self._calibrated_zero_shot(H, word_scores)])
+        return np.hstack([H, self._calibrated(self._zero_shot_scores(H, word_scores), len(H))])
 
     def _logits(self, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -71,7 +71,7 @@ def test_data_home_from_the_environment(tmp_path, monkeypatch):
 @needs_shared
 def test_every_shared_task_loads_in_the_documented_layout():
     tasks = list_tasks(SHARED)
-    assert len(tasks) == 11
+    assert len(tasks) == 12
     for task in tasks:
         data = load_fewshot(task, seed=42, data_home=SHARED)
         n_classes = len(data.labels)

@@ -1,6 +1,17 @@
-"""Shared fixtures: a private cache folder, tiny local models (offline mode is set in ../conftest.py)."""
+"""Shared fixtures: a private cache folder, tiny local models, and the services some tests need.
+
+Services (the OpenAI-compatible test server, ``redis-server``, a Dask
+``LocalCluster``) are started on 127.0.0.1 by the tests and stopped after.
+Offline mode is set in ../conftest.py.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
 
 import pytest
 
@@ -33,3 +44,107 @@ def openai_server():
 
     with OpenAIServer() as server:
         yield server
+
+
+# ----------------------------------------------------------------- services
+REDIS_SERVER = "redis-server"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The URL ``redis://127.0.0.1:<port>/0`` of a private ``redis-server``, stopped after the session.
+
+    The server keeps nothing on disk (no snapshots, no append-only file) and
+    listens on 127.0.0.1 only. Tests sharing it must use their own keys (a
+    store scopes its keys by the black box's fingerprint) or their own
+    database number. Skips when ``redis-server`` is not installed.
+    """
+    binary = shutil.which(REDIS_SERVER) or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+    )
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); Redis store tests skipped")
+    workdir = tmp_path_factory.mktemp("redis")
+    for _attempt in range(3):  # the free port can be taken between choosing and binding it
+        port = _free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None and not _redis_answers(port):
+            time.sleep(0.05)
+        if process.poll() is None and _redis_answers(port):
+            break
+        process.kill()
+        process.wait()
+    else:
+        pytest.fail(f"redis-server did not answer on 127.0.0.1: {process.stderr.read().decode(errors='replace')}")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A ``distributed`` client on a LocalCluster of two single-threaded worker processes, closed after the module.
+
+    The workers' default store folder is a private temporary one, so that
+    nothing run on them touches ``~/.cache``.
+    """
+    distributed = pytest.importorskip(
+        "distributed", reason="dask.distributed is not installed (pip install 'dask[distributed]')"
+    )
+    cache = tmp_path_factory.mktemp("dask-workers-cache")
+    env = {"SKCROSSTUNE_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            env=env,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client

@@ -1,27 +1,4 @@
-"""LLMAugmenter: training examples written by a language model, filtered by a switch.
-
-The second half of CrossTune (Luo et al., LREC-COLING 2024, arXiv 2403.12468),
-as built here:
-
-1. **Generation by in-context learning.** For each class, a generator (an
-   OpenAI-compatible chat endpoint, or a local causal LM) is shown the task
-   description, every label with its description, ``n_demonstrations`` gold
-   examples per class drawn with ``random_state``, and is asked for
-   ``n_per_request`` new, diverse examples of that class, answered as JSON.
-   Each reply is stored in the query cache as it arrives, keyed by the
-   generator's fingerprint, the full prompt, the seed and the sample index.
-2. **Clean-up.** Replies are parsed leniently (code fences, text around the
-   JSON, a bare list or an object holding one); empty, malformed, over-long
-   and duplicate examples and copies of gold texts are dropped, each reason
-   counted.
-3. **The switch.** A teacher classifier fitted on the gold examples only
-   scores each generated example; it is kept when the teacher's probability
-   for the label it was written for is at least ``threshold``.
-
-Generation never depends on ``threshold`` or on the classifier behind the
-augmenter, so a grid search over them re-reads the cache: only a new prompt
-(another training fold, another seed) costs a request.
-"""
+"""The LLMAugmenter estimator: generation through the store, clean-up, and the switch."""
 
 from __future__ import annotations
 
@@ -29,7 +6,6 @@ import json
 import logging
 import math
 import os
-import re
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from numbers import Integral, Real
@@ -41,20 +17,17 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ._validation import check_label_descriptions, check_labels, check_texts
-from .backends.chat import LocalChatGenerator, OpenAIChatGenerator
-from .backends.openai import split_api_model
-from .cache import QueryCache, default_cache_dir
+from .._validation import check_label_descriptions, check_labels, check_texts
+from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
+from ..backends.openai import split_api_model
+from ..cache import QueryCache, default_cache_dir
+from ._parsing import DROP_REASONS, clean_reason, normalise, parse_examples
 
-__all__ = ["LLMAugmenter", "parse_examples"]
+__all__ = ["LLMAugmenter"]
 
 logger = logging.getLogger("skcrosstune")
 
-#: Why a generated example was left out, in the order the checks run.
-DROP_REASONS = ("malformed", "empty", "too_long", "gold_copy", "duplicate", "surplus", "below_threshold")
-
 _SYSTEM = "You write new, realistic examples for a text classification dataset. You reply with JSON only."
-_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)```", re.S)
 
 
 class LLMAugmenter(BaseOverSampler):
@@ -415,7 +388,7 @@ class LLMAugmenter(BaseOverSampler):
         wanted = {label: n for label, n in self.sampling_strategy_.items() if n > 0}
         planned = {label: math.ceil(n / self.n_per_request) for label, n in wanted.items()}
         limit = self._char_limit(gold)
-        seen = {_normalise(item) for item in gold}
+        seen = {normalise(item) for item in gold}
         gold_keys = set(seen)
         counts = dict.fromkeys(("unparseable", *DROP_REASONS), 0)
         records: list[dict] = []
@@ -440,9 +413,9 @@ class LLMAugmenter(BaseOverSampler):
                     counts["unparseable"] += 1
                     continue
                 for example in examples[: self.n_per_request]:
-                    reason = _clean_reason(example, limit, gold_keys, seen)
+                    reason = clean_reason(example, limit, gold_keys, seen)
                     if reason is None:
-                        seen.add(_normalise(example))
+                        seen.add(normalise(example))
                         reason = "surplus" if valid[label] >= wanted[label] else None
                         valid[label] += reason is None
                     if reason is not None:
@@ -526,7 +499,7 @@ class LLMAugmenter(BaseOverSampler):
         return teacher
 
     def _default_teacher(self):
-        from .crosstune import CrossTuneClassifier
+        from ..crosstune import CrossTuneClassifier
 
         return CrossTuneClassifier(label_descriptions=self.label_descriptions, random_state=self.random_state)
 
@@ -596,98 +569,6 @@ class _Prompter:
         item = self.gold[i]
         shown = {"text": item[0], "text_pair": item[1]} if self.pairs else {"text": item}
         return {**shown, "label": str(self.y[i])}
-
-
-# ---------------------------------------------------------------- parsing
-def parse_examples(reply: str, *, pairs: bool = False) -> list | None:
-    r"""The examples in a generator's reply, or None when it holds no JSON.
-
-    Accepts a JSON list anywhere in the reply (inside a code fence, after or
-    before other text), an object holding such a list (``{"examples": [...]}``)
-    or a single example object. Each entry becomes a str (single texts: a
-    string, or an object with ``"text"``) or a ``(text, text_pair)`` tuple
-    (pairs: an object with ``"text"`` and ``"text_pair"``, or a 2-element
-    list); an entry of any other shape becomes None.
-
-    Parameters
-    ----------
-    reply : str
-        The reply's text.
-    pairs : bool, default=False
-        Whether sentence pairs were asked for.
-
-    Returns
-    -------
-    examples : list or None
-
-    Examples
-    --------
-    >>> parse_examples('Sure! ```json\n["a fine film", "loved it"]\n``` Enjoy.')
-    ['a fine film', 'loved it']
-    >>> parse_examples('[{"text": "a", "text_pair": "b"}]', pairs=True)
-    [('a', 'b')]
-    >>> parse_examples("I cannot help with that.") is None
-    True
-    """
-    fenced = _FENCE.search(reply)
-    value = _first_json(fenced.group(1)) if fenced else None
-    if value is None:
-        value = _first_json(reply)
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        lists = [v for v in value.values() if isinstance(v, list)]
-        value = lists[0] if lists else [value]
-    if not isinstance(value, list):
-        return None
-    return [_entry(entry, pairs) for entry in value]
-
-
-def _first_json(text: str):
-    """The first JSON list or object in ``text`` that decodes, ignoring what follows it."""
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[\[{]", text):
-        try:
-            return decoder.raw_decode(text, match.start())[0]
-        except ValueError:
-            continue
-    return None
-
-
-def _entry(entry, pairs: bool):
-    if pairs:
-        if isinstance(entry, dict):
-            entry = (entry.get("text"), entry.get("text_pair"))
-        if isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(s, str) for s in entry):
-            return (entry[0].strip(), entry[1].strip())
-        return None
-    if isinstance(entry, dict):
-        entry = entry.get("text")
-    return entry.strip() if isinstance(entry, str) else None
-
-
-def _normalise(item):
-    """Texts compare without case and spacing differences."""
-    if isinstance(item, tuple):
-        return tuple(_normalise(side) for side in item)
-    return " ".join(item.casefold().split())
-
-
-def _clean_reason(example, limit: int, gold_keys: set, seen: set) -> str | None:
-    """Why a parsed example is dropped before the switch, or None when it is clean."""
-    if example is None:
-        return "malformed"
-    sides = example if isinstance(example, tuple) else (example,)
-    if any(not side for side in sides):
-        return "empty"
-    if any(len(side) > limit for side in sides):
-        return "too_long"
-    key = _normalise(example)
-    if key in gold_keys:
-        return "gold_copy"
-    if key in seen:
-        return "duplicate"
-    return None
 
 
 def _record(example, label, pairs: bool, reason: str | None) -> dict:

@@ -1,0 +1,104 @@
+"""Reading a generator's reply: the examples in it, and why one is dropped before the switch."""
+
+from __future__ import annotations
+
+import json
+import re
+
+__all__ = ["DROP_REASONS", "clean_reason", "normalise", "parse_examples"]
+
+#: Why a generated example was left out, in the order the checks run.
+DROP_REASONS = ("malformed", "empty", "too_long", "gold_copy", "duplicate", "surplus", "below_threshold")
+
+_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)```", re.S)
+
+
+def parse_examples(reply: str, *, pairs: bool = False) -> list | None:
+    r"""The examples in a generator's reply, or None when it holds no JSON.
+
+    Accepts a JSON list anywhere in the reply (inside a code fence, after or
+    before other text), an object holding such a list (``{"examples": [...]}``)
+    or a single example object. Each entry becomes a str (single texts: a
+    string, or an object with ``"text"``) or a ``(text, text_pair)`` tuple
+    (pairs: an object with ``"text"`` and ``"text_pair"``, or a 2-element
+    list); an entry of any other shape becomes None.
+
+    Parameters
+    ----------
+    reply : str
+        The reply's text.
+    pairs : bool, default=False
+        Whether sentence pairs were asked for.
+
+    Returns
+    -------
+    examples : list or None
+
+    Examples
+    --------
+    >>> parse_examples('Sure! ```json\n["a fine film", "loved it"]\n``` Enjoy.')
+    ['a fine film', 'loved it']
+    >>> parse_examples('[{"text": "a", "text_pair": "b"}]', pairs=True)
+    [('a', 'b')]
+    >>> parse_examples("I cannot help with that.") is None
+    True
+    """
+    fenced = _FENCE.search(reply)
+    value = _first_json(fenced.group(1)) if fenced else None
+    if value is None:
+        value = _first_json(reply)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if lists else [value]
+    if not isinstance(value, list):
+        return None
+    return [_entry(entry, pairs) for entry in value]
+
+
+def _first_json(text: str):
+    """The first JSON list or object in ``text`` that decodes, ignoring what follows it."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[\[{]", text):
+        try:
+            return decoder.raw_decode(text, match.start())[0]
+        except ValueError:
+            continue
+    return None
+
+
+def _entry(entry, pairs: bool):
+    if pairs:
+        if isinstance(entry, dict):
+            entry = (entry.get("text"), entry.get("text_pair"))
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and all(isinstance(s, str) for s in entry):
+            return (entry[0].strip(), entry[1].strip())
+        return None
+    if isinstance(entry, dict):
+        entry = entry.get("text")
+    return entry.strip() if isinstance(entry, str) else None
+
+
+def normalise(item):
+    """Texts compare without case and spacing differences."""
+    if isinstance(item, tuple):
+        return tuple(normalise(side) for side in item)
+    return " ".join(item.casefold().split())
+
+
+def clean_reason(example, limit: int, gold_keys: set, seen: set) -> str | None:
+    """Why a parsed example is dropped before the switch, or None when it is clean."""
+    if example is None:
+        return "malformed"
+    sides = example if isinstance(example, tuple) else (example,)
+    if any(not side for side in sides):
+        return "empty"
+    if any(len(side) > limit for side in sides):
+        return "too_long"
+    key = normalise(example)
+    if key in gold_keys:
+        return "gold_copy"
+    if key in seen:
+        return "duplicate"
+    return None

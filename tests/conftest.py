@@ -7,12 +7,6 @@ Offline mode is set in ../conftest.py.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 
 from ._tiny_models import make_tiny_masked_lm
@@ -47,81 +41,21 @@ def openai_server():
 
 
 # ----------------------------------------------------------------- services
-REDIS_SERVER = "redis-server"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def redis_server():
     """The URL ``redis://127.0.0.1:<port>/0`` of a private ``redis-server``, stopped after the session.
 
-    The server keeps nothing on disk (no snapshots, no append-only file) and
-    listens on 127.0.0.1 only. Tests sharing it must use their own keys (a
-    store scopes its keys by the black box's fingerprint) or their own
-    database number. Skips when ``redis-server`` is not installed.
+    The server keeps nothing on disk and listens on 127.0.0.1 only (see
+    tests/_redis.py). Tests sharing it must use their own keys (a store
+    scopes its keys by the black box's fingerprint) or their own database
+    number. Skips when ``redis-server`` is not installed.
     """
-    binary = shutil.which(REDIS_SERVER) or (
-        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
-    )
-    if binary is None:
+    from ._redis import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); Redis store tests skipped")
-    workdir = tmp_path_factory.mktemp("redis")
-    for _attempt in range(3):  # the free port can be taken between choosing and binding it
-        port = _free_port()
-        process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                "--protected-mode",
-                "yes",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None and not _redis_answers(port):
-            time.sleep(0.05)
-        if process.poll() is None and _redis_answers(port):
-            break
-        process.kill()
-        process.wait()
-    else:
-        pytest.fail(f"redis-server did not answer on 127.0.0.1: {process.stderr.read().decode(errors='replace')}")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()
+    with RedisServer() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,120 @@
+"""A private ``redis-server`` on 127.0.0.1 for tests and benchmarks.
+
+The server keeps nothing on disk (no snapshots, no append-only file),
+listens on 127.0.0.1 only, on a free port, and is stopped when the context
+exits.
+
+Examples
+--------
+>>> if find_redis_server():
+...     with RedisServer() as server:
+...         url = server.url
+...     url.startswith("redis://127.0.0.1:")
+... else:
+...     True
+True
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+__all__ = ["RedisServer", "find_redis_server"]
+
+HOST = "127.0.0.1"
+
+
+def find_redis_server() -> str | None:
+    """The ``redis-server`` binary on PATH (or Debian's /usr/bin), else None."""
+    found = shutil.which("redis-server")
+    if found is None and os.access("/usr/bin/redis-server", os.X_OK):
+        found = "/usr/bin/redis-server"
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """``redis-server`` in a subprocess on a free port of 127.0.0.1.
+
+    Parameters
+    ----------
+    binary : str, default=None
+        The server binary; None finds it with :func:`find_redis_server`.
+    startup_timeout : float, default=10.0
+        Seconds to wait for the server to answer ``PING``.
+
+    Attributes
+    ----------
+    url : str
+        ``"redis://127.0.0.1:<port>/0"``, set once started.
+    """
+
+    def __init__(self, binary: str | None = None, *, startup_timeout: float = 10.0):
+        self.binary = binary or find_redis_server()
+        self.startup_timeout = startup_timeout
+        self.url: str | None = None
+        self._process: subprocess.Popen | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def start(self) -> RedisServer:
+        """Start the server and wait (bounded) until it answers."""
+        if self.binary is None:
+            raise FileNotFoundError("redis-server is not installed (Debian: apt-get install redis-server).")
+        self._workdir = tempfile.TemporaryDirectory(prefix="skcrosstune-redis-")
+        errors = ""
+        for _attempt in range(3):  # the free port can be taken between choosing and binding it
+            port = _free_port()
+            command = [self.binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
+            command += ["--dir", self._workdir.name, "--loglevel", "warning"]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + self.startup_timeout
+            while time.monotonic() < deadline and process.poll() is None and not _answers(port):
+                time.sleep(0.05)
+            if process.poll() is None and _answers(port):
+                self._process = process
+                self.url = f"redis://{HOST}:{port}/0"
+                return self
+            process.kill()
+            errors = process.communicate()[1].decode(errors="replace")
+        self._workdir.cleanup()
+        raise RuntimeError(f"redis-server did not answer on {HOST}: {errors.strip()}")
+
+    def stop(self) -> None:
+        """Stop the server and remove its folder. Safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.stderr.close()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

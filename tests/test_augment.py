@@ -30,7 +30,7 @@ from skcrosstune.augment import parse_examples
 from skcrosstune.backends import _retry
 from skcrosstune.backends.chat import LocalChatGenerator
 
-from ._openai_server import malformed_json, rate_limited, server_error, slow, unauthorized
+from ._openai_server import Fault, malformed_json, rate_limited, server_error, slow, unauthorized
 
 KEY_ENV = "SKCROSSTUNE_TEST_API_KEY"
 KEY = "sk-test-Augment9xQ2vL7pR4"
@@ -332,6 +332,35 @@ def test_a_run_killed_halfway_repays_nothing_already_received(server, tmp_path):
     assert augmenter.n_cache_hits_ == 2
 
 
+QUOTA = Fault(
+    status=429,
+    body={
+        "error": {
+            "message": "You exceeded your current quota.",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    },
+)
+
+
+@pytest.mark.parametrize("n_concurrent", [4, 8])
+@pytest.mark.parametrize("refusal", [unauthorized(), Fault(status=400), QUOTA], ids=["401", "400", "quota-429"])
+def test_a_failed_request_loses_none_of_the_replies_in_flight_beside_it(server, tmp_path, n_concurrent, refusal):
+    # 16 requests; the second to arrive is refused while the others of the first wave are still being answered
+    augmenter = make_augmenter(server, tmp_path, n_concurrent=n_concurrent, n_per_class=24, threshold=0)
+    server.push(slow(0.3), refusal, *[slow(0.3)] * (n_concurrent - 2))
+    with pytest.raises(BlackBoxError):
+        augmenter.fit_resample(TEXTS, LABELS)
+    # nothing new was sent after the refusal, and every reply of the first wave was stored
+    assert len(chat_requests(server)) == n_concurrent
+    assert augmenter.n_requests_ == n_concurrent - 1
+    server.reset()
+    X_res, _ = clone(augmenter).fit_resample(TEXTS, LABELS)
+    assert len(chat_requests(server)) == 16 - (n_concurrent - 1)
+    assert len(X_res) == 10 + 2 * 24
+
+
 def test_max_requests_stops_cleanly_and_uses_what_was_generated(server, tmp_path):
     augmenter = make_augmenter(server, tmp_path, threshold=0, max_requests=3, n_concurrent=1)
     with pytest.warns(UserWarning, match="max_requests=3"):
@@ -365,7 +394,6 @@ def test_transient_faults_are_retried(server, tmp_path, sleeps, fault, extra_req
 
 @pytest.mark.parametrize("status", [400, 401, 403])
 def test_refused_requests_raise_at_once_naming_endpoint_and_model_never_the_key(server, tmp_path, status, caplog):
-    from ._openai_server import Fault
 
     server.push(Fault(status=status, echo_key=True))
     augmenter = make_augmenter(server, tmp_path, n_concurrent=1)

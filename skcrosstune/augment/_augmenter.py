@@ -457,20 +457,27 @@ class LLMAugmenter(BaseOverSampler):
             tqdm(total=len(missing), disable=not self.verbose, desc="LLMAugmenter", unit="request", leave=False) as bar,
             ThreadPoolExecutor(max_workers=workers) as pool,
         ):
-            # at most `workers` requests in flight, so nothing new is sent after a failure
+            # At most `workers` requests in flight. After a failure nothing new is sent, but every
+            # request already in flight is awaited and its reply stored: it has been paid for.
             pending: dict = {}
-            while queue or pending:
-                while queue and len(pending) < workers:
+            failure: BaseException | None = None
+            while pending or (queue and failure is None):
+                while queue and failure is None and len(pending) < workers:
                     i = queue.pop()
                     pending[pool.submit(self._send, requests[i][1])] = i
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     i = pending.pop(future)
+                    if future.exception() is not None:
+                        failure = failure or future.exception()
+                        continue
                     replies[i] = future.result()
                     self.n_requests_ += 1
                     if self.cache_ is not None:
                         self.cache_.put_texts([(keys[i], replies[i])])
                     bar.update(1)
+            if failure is not None:
+                raise failure
         return replies
 
     def _send(self, request: dict) -> str:

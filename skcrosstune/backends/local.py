@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import threading
 import warnings
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -81,9 +82,22 @@ def weights_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
+_LOAD_LOCK = threading.Lock()
+
+
 def _load(path: str, masked_lm: bool, device: str):
-    """Load a tokenizer and model once per process (clones share them)."""
+    """A tokenizer and model loaded once per process and shared by clones and threads.
+
+    A Dask worker or joblib process running many tasks, several at a time in
+    threads, loads a model once: the lock makes the threads that arrive
+    while it loads wait for it instead of loading it again.
+    """
+    with _LOAD_LOCK:
+        return _load_once(path, masked_lm, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_once(path: str, masked_lm: bool, device: str):
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

@@ -255,6 +255,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         if width is None:
             width = self._raw_states(TextBatch(texts=batch.texts[:1]), split_pairs=False).shape[1]
         self.embedding_dim_ = int(width)
+        self.backend_.expected_width = self.embedding_dim_  # an answer of another width is then refused
         self.n_features_out_ = self._output_width(self.embedding_dim_)
         return self
 

@@ -15,7 +15,11 @@ client and a real socket:
 Every request is recorded (path, JSON body, ``Authorization`` header), and
 a queue of scripted faults is consumed one per request before normal
 answers: rate limits with ``Retry-After``, server errors, responses slower
-than the client's timeout, authentication errors and malformed bodies.
+than the client's timeout, authentication errors and malformed bodies, and
+200 answers that parse but cannot be used (a NaN inside a vector, rows
+without ``index``, short rows, string embeddings, a wrong number of rows,
+``data: null``, an HTML or plain-text page). Setting :attr:`OpenAIServer.width`
+changes the vector width behind the same model name.
 
 Examples
 --------
@@ -47,12 +51,22 @@ __all__ = [
     "Fault",
     "OpenAIServer",
     "RecordedRequest",
+    "UNUSABLE_ANSWERS",
+    "duplicate_index",
     "embedding_for",
+    "html_page",
     "malformed_json",
+    "non_finite_value",
+    "null_data",
+    "plain_text",
     "rate_limited",
+    "rows_without_index",
     "server_error",
+    "short_row",
     "slow",
+    "string_embedding",
     "unauthorized",
+    "wrong_count",
 ]
 
 #: Width of the embeddings when a request gives no ``dimensions``.
@@ -106,6 +120,10 @@ class Fault:
         Put the received ``Authorization`` token in the error message, as a
         careless server might; tests use it to check that the client-side
         message is scrubbed.
+    mutate : callable, default=None
+        ``mutate(answer) -> dict or bytes`` spoils the normal answer (a dict
+        the server would have sent): the result is sent with HTTP 200, a
+        dict as JSON, bytes as they are with ``headers``.
     """
 
     status: int = 500
@@ -114,6 +132,7 @@ class Fault:
     delay: float = 0.0
     answer_normally: bool = False
     echo_key: bool = False
+    mutate: Callable[[dict], dict | bytes] | None = None
 
 
 def rate_limited(retry_after: float | str | None = 1) -> Fault:
@@ -187,6 +206,171 @@ def malformed_json() -> Fault:
     return Fault(status=200, body=b'{"object": "list", "data": [', headers={"Content-Type": "application/json"})
 
 
+def _spoiled(mutate: Callable[[dict], dict | bytes], headers: dict | None = None) -> Fault:
+    return Fault(status=200, answer_normally=True, mutate=mutate, headers=headers or {})
+
+
+def _set_value(row: int, position: int, value: float):
+    def mutate(answer: dict) -> dict:
+        answer["data"][row]["embedding"][position] = value
+        return answer
+
+    return mutate
+
+
+def non_finite_value(value: float = float("nan"), *, row: int = 0, position: int = 0) -> Fault:
+    """A normal answer with one value of one vector replaced, e.g. by NaN or infinity.
+
+    Parameters
+    ----------
+    value : float, default=nan
+        Sent as the JSON token ``NaN``, ``Infinity`` or ``-Infinity``, as
+        Python's encoder writes them (and Python's decoder reads them).
+    row, position : int, default=0
+        Which vector of the answer (in the order sent), and which value.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return _spoiled(_set_value(row, position, value))
+
+
+def null_data() -> Fault:
+    """A 200 answer whose ``data`` is ``null``.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return _spoiled(lambda answer: dict(answer, data=None))
+
+
+def rows_without_index() -> Fault:
+    """A 200 answer whose rows carry no ``index`` field.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return _spoiled(
+        lambda answer: dict(
+            answer, data=[{"object": "embedding", "embedding": row["embedding"]} for row in answer["data"]]
+        )
+    )
+
+
+def duplicate_index() -> Fault:
+    """A 200 answer in which every row says ``index: 0``.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return _spoiled(lambda answer: dict(answer, data=[dict(row, index=0) for row in answer["data"]]))
+
+
+def short_row(row: int = 0) -> Fault:
+    """A 200 answer in which one vector lacks its last value.
+
+    Parameters
+    ----------
+    row : int, default=0
+        Which vector of the answer is cut.
+
+    Returns
+    -------
+    fault : Fault
+    """
+
+    def mutate(answer: dict) -> dict:
+        answer["data"][row]["embedding"] = answer["data"][row]["embedding"][:-1]
+        return answer
+
+    return _spoiled(mutate)
+
+
+def string_embedding(row: int = 0) -> Fault:
+    """A 200 answer in which one vector is a string instead of a list of floats.
+
+    Parameters
+    ----------
+    row : int, default=0
+        Which vector of the answer becomes a string.
+
+    Returns
+    -------
+    fault : Fault
+    """
+
+    def mutate(answer: dict) -> dict:
+        answer["data"][row]["embedding"] = "0.1, 0.2, 0.3"
+        return answer
+
+    return _spoiled(mutate)
+
+
+def wrong_count(delta: int = -1) -> Fault:
+    """A 200 answer with ``delta`` rows too many (repeating the last) or too few.
+
+    Parameters
+    ----------
+    delta : int, default=-1
+        Rows added (positive) or dropped (negative).
+
+    Returns
+    -------
+    fault : Fault
+    """
+
+    def mutate(answer: dict) -> dict:
+        data = answer["data"]
+        if delta < 0:
+            data = data[:delta]
+        else:
+            data = data + [dict(data[-1], index=len(data) + i) for i in range(delta)]
+        return dict(answer, data=data)
+
+    return _spoiled(mutate)
+
+
+def html_page() -> Fault:
+    """A 200 answer that is an HTML page (a captive portal or a proxy's login page).
+
+    Returns
+    -------
+    fault : Fault
+    """
+    page = b"<!DOCTYPE html><html><body><h1>Please sign in</h1></body></html>"
+    return _spoiled(lambda answer: page, {"Content-Type": "text/html; charset=utf-8"})
+
+
+def plain_text() -> Fault:
+    """A 200 answer in plain text.
+
+    Returns
+    -------
+    fault : Fault
+    """
+    return _spoiled(lambda answer: b"OK", {"Content-Type": "text/plain"})
+
+
+#: Every kind of 200 answer that parses but cannot be used, by name.
+UNUSABLE_ANSWERS = {
+    "nan": lambda: non_finite_value(float("nan")),
+    "infinity": lambda: non_finite_value(float("inf"), row=-1, position=3),
+    "null-data": null_data,
+    "rows-without-index": rows_without_index,
+    "duplicate-index": duplicate_index,
+    "short-row": short_row,
+    "string-embedding": string_embedding,
+    "too-few-rows": lambda: wrong_count(-1),
+    "too-many-rows": lambda: wrong_count(+1),
+    "html-page": html_page,
+    "plain-text": plain_text,
+}
+
+
 _ERROR_TYPES = {
     400: ("invalid_request_error", None, "Invalid request."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
@@ -242,7 +426,8 @@ class OpenAIServer:
         When set, requests must carry ``Authorization: Bearer <api_key>``
         and get a 401 otherwise; None accepts any or no key.
     width : int, default=DEFAULT_WIDTH
-        Embedding width when a request gives no ``dimensions``.
+        Embedding width when a request gives no ``dimensions``; can be
+        changed at any time (a new model behind the same name).
     chat_reply : callable, default=None
         ``chat_reply(body) -> str`` gives the reply content of a chat
         completion from the decoded request body (called once per choice);
@@ -530,6 +715,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except Exception as exc:  # a broken chat_reply: answer 500 rather than hang the client
             self._send_json(500, _error_body(500, f"{type(exc).__name__}: {exc}"))
+            return
+        if fault is not None and fault.mutate is not None:
+            spoiled = fault.mutate(answer)
+            if isinstance(spoiled, bytes):
+                self._send(200, spoiled, fault.headers)
+            else:
+                self._send_json(200, spoiled, fault.headers)
             return
         self._send_json(200, answer)
 

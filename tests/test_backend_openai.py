@@ -11,6 +11,7 @@ import logging
 import pickle
 import time
 import traceback
+import warnings
 
 import numpy as np
 import openai
@@ -20,15 +21,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skcrosstune import BlackBoxEmbedder, BlackBoxError
+from skcrosstune import BlackBoxEmbedder, BlackBoxError, DecTClassifier
 from skcrosstune.backends import _retry
+from skcrosstune.backends.chat import OpenAIChatGenerator
+from skcrosstune.backends.openai import OpenAIEmbeddingBackend
+from skcrosstune.backends.openai_logprobs import OpenAILogProbBackend
 
 from ._openai_server import (
     DEFAULT_WIDTH,
+    UNUSABLE_ANSWERS,
     Fault,
     OpenAIServer,
     embedding_for,
+    html_page,
     malformed_json,
+    non_finite_value,
     rate_limited,
     server_error,
     slow,
@@ -465,3 +472,263 @@ def test_server_rejects_empty_strings_like_real_endpoints(openai_server):
     client = openai.OpenAI(base_url=openai_server.url, api_key="k", max_retries=0, timeout=5)
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=MODEL, input=["fine", ""])
+
+
+# ---------------------------------------------------------- unusable answers
+@pytest.mark.parametrize("kind", sorted(UNUSABLE_ANSWERS))
+def test_an_unusable_answer_is_retried_and_never_returned(openai_server, tmp_path, sleeps, kind):
+    openai_server.push(UNUSABLE_ANSWERS[kind]())
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, normalize=False).fit(TEXTS)
+
+    X = embedder.transform(TEXTS)
+
+    np.testing.assert_array_equal(X, expected(TEXTS, width=8))
+    assert openai_server.request_count == 2
+    assert openai_server.requests[0].body["input"] == openai_server.requests[1].body["input"]
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0  # backed off like a malformed answer
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSABLE_ANSWERS))
+def test_an_answer_unusable_every_time_raises_a_clear_error_and_nothing_is_stored(openai_server, tmp_path, kind):
+    openai_server.push(*[UNUSABLE_ANSWERS[kind]() for _ in range(3)])
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, normalize=False, max_retries=2).fit(TEXTS)
+
+    with pytest.raises(BlackBoxError, match="still failed after 3 attempts: its answer could not be used") as info:
+        embedder.transform(TEXTS)
+
+    message = str(info.value)
+    assert f"embeddings endpoint {openai_server.url} (model {MODEL!r})" in message
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert openai_server.request_count == 3
+    openai_server.reset()
+    X = make_embedder(openai_server, tmp_path, dimensions=8, normalize=False).fit(TEXTS).transform(TEXTS)
+    assert sorted(openai_server.embedded_texts()) == sorted(TEXTS)  # nothing unusable was stored: all asked again
+    np.testing.assert_array_equal(X, expected(TEXTS, width=8))
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (lambda: non_finite_value(float("nan"), row=1), "vector 1 holds a non-finite value"),
+        (lambda: UNUSABLE_ANSWERS["null-data"](), "its data is not a list of vectors"),
+        (lambda: UNUSABLE_ANSWERS["rows-without-index"](), "index fields of its rows are not 0 to 3"),
+        (lambda: UNUSABLE_ANSWERS["short-row"](), r"vectors have different widths \[7, 8\]"),
+        (lambda: UNUSABLE_ANSWERS["string-embedding"](), "vector 0 is a str, not a list of numbers"),
+        (lambda: UNUSABLE_ANSWERS["too-few-rows"](), "3 vectors for 4 texts"),
+        (html_page, "it is a text, not an embeddings list: '<!DOCTYPE html>"),
+    ],
+)
+def test_the_error_says_what_was_wrong_with_the_answer(openai_server, tmp_path, fault, reason):
+    openai_server.push(fault())
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, max_retries=0).fit(TEXTS)
+    with pytest.raises(BlackBoxError, match=reason):
+        embedder.transform(TEXTS)
+
+
+def test_a_model_that_changes_width_behind_the_same_name_is_refused(openai_server, tmp_path, sleeps):
+    embedder = make_embedder(openai_server, tmp_path, normalize=False).fit(TEXTS)
+    old = embedder.transform(TEXTS)
+    assert embedder.embedding_dim_ == DEFAULT_WIDTH
+    openai_server.width = 12
+    openai_server.reset()
+
+    with pytest.raises(BlackBoxError, match="12 wide, not the 24 learned when the embedder was fitted") as info:
+        embedder.transform(["a new text"])
+
+    assert "has changed" in str(info.value) and openai_server.url in str(info.value)
+    assert openai_server.request_count == 1 and sleeps == []  # asking again cannot fix it
+    np.testing.assert_array_equal(embedder.transform(TEXTS), old)  # what was stored still serves
+    assert openai_server.request_count == 1
+    pickle.loads(pickle.dumps(embedder))  # the learned width survives a pickle
+    with pytest.raises(BlackBoxError, match="12 wide"):
+        pickle.loads(pickle.dumps(embedder)).transform(["another new text"])
+
+
+def test_dimensions_not_honoured_by_the_server_is_refused(openai_server, tmp_path):
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, max_retries=3).fit(TEXTS)
+    openai_server.push(Fault(status=200, answer_normally=True, mutate=_widen))
+    with pytest.raises(BlackBoxError, match="9 wide, not the 8 asked for with dimensions"):
+        embedder.transform(TEXTS)
+    assert openai_server.request_count == 1
+
+
+def _widen(answer):
+    for row in answer["data"]:
+        row["embedding"].append(0.0)
+    return answer
+
+
+def test_dect_on_an_api_never_sees_a_nan(openai_server, tmp_path):
+    texts = [f"review {i}: {'great' if i % 2 else 'awful'}" for i in range(8)]
+    y = ["pos" if i % 2 else "neg" for i in range(8)]
+    openai_server.push(None, non_finite_value(row=3))  # the width probe, then a NaN in the texts' answer
+    clf = DecTClassifier(embedder=make_embedder(openai_server, tmp_path), max_epochs=5, random_state=0)
+
+    proba = clf.fit(texts, y).predict_proba(texts)
+
+    assert openai_server.pending_faults == 0  # the NaN answer arrived...
+    assert np.isfinite(clf.embedder_.transform(texts)).all()  # ...and was asked for again, not stored
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_unusable_chat_answers_are_retried(openai_server, sleeps):
+    generator = OpenAIChatGenerator("test-chat", base_url=openai_server.url, api_key_env=KEY_ENV, max_retries=2)
+    openai_server.push(html_page())
+    assert generator.complete([{"role": "user", "content": "hello"}], seed=0) == "hello"
+    assert openai_server.request_count == 2 and len(sleeps) == 1
+
+
+def test_log_prob_answers_are_checked(openai_server, sleeps):
+    backend = OpenAILogProbBackend("test-chat", base_url=openai_server.url, api_key_env=KEY_ENV, max_retries=1)
+    openai_server.chat_logprobs = lambda body: {"good": -0.1, "bad": float("nan")}
+    with pytest.raises(BlackBoxError, match="log-probability nan of 'bad' is not a finite number"):
+        backend.label_word_log_probs(["a film"], ["good", "bad"])
+    assert openai_server.request_count == 2
+    openai_server.chat_logprobs = lambda body: {"good": -0.1, "bad": -2.5}
+    np.testing.assert_allclose(backend.label_word_log_probs(["a film"], ["good", "bad"]), [[-0.1, -2.5]], rtol=1e-6)
+
+
+# ------------------------------------------------- secrets in raised errors
+USER, PASSWORD = "alice-Us3r", "hunter2-Pw9x"
+
+
+def _chain(error):
+    """The error and every exception reachable from it through __cause__ and __context__."""
+    seen, todo = [], [error]
+    while todo:
+        current = todo.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo += [current.__cause__, current.__context__]
+    return seen
+
+
+def assert_no_secret_reachable(error, *secrets):
+    """Neither the message, the chain, nor any frame local of the traceback holds a secret."""
+    chain = _chain(error)
+    assert len(chain) == 1, f"the error chains to {chain[1:]}"
+    assert error.__cause__ is None and error.__context__ is None
+    # the frames below the test's own (whose parameters may hold the secret on purpose)
+    below = error.__traceback__.tb_next
+    with_locals = "".join(traceback.StackSummary.extract(traceback.walk_tb(below), capture_locals=True).format())
+    assert "call_with_retries" in with_locals and "encode" in with_locals  # the frames were rendered
+    frames = []
+    tb = below
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for secret in secrets:
+        assert secret not in str(error) and secret not in repr(error)
+        assert secret not in with_locals
+        for frame in frames:
+            for name, value in frame.f_locals.items():
+                assert secret not in repr(value), f"frame {frame.f_code.co_name} local {name} holds a secret"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [unauthorized(echo_key=True)],
+        [Fault(status=400, body={"error": {"message": f"bad key Bearer {KEY}", "type": "x", "code": None}})],
+        [server_error(503)] * 3,
+        [UNUSABLE_ANSWERS["nan"]()] * 3,
+        [html_page()] * 3,
+    ],
+    ids=["401-echoing-the-key", "400-quoting-the-key", "5xx", "nan", "html"],
+)
+def test_no_secret_is_reachable_from_a_raised_error(openai_server, tmp_path, faults):
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, max_retries=2).fit(TEXTS)
+    openai_server.push(*faults)
+    with pytest.raises(BlackBoxError) as info:
+        embedder.transform(TEXTS)
+    assert openai_server.requests[-1].authorization == f"Bearer {KEY}"  # the key was sent...
+    assert_no_secret_reachable(info.value, KEY)  # ...and cannot be read back from the error
+
+
+def test_no_secret_is_reachable_when_the_server_is_gone(tmp_path):
+    with OpenAIServer() as server:
+        embedder = make_embedder(server, tmp_path, dimensions=8, max_retries=1).fit(TEXTS)
+    with pytest.raises(BlackBoxError, match="still failed after 2 attempts") as info:
+        embedder.transform(TEXTS)
+    assert_no_secret_reachable(info.value, KEY)
+
+
+def test_no_secret_is_reachable_when_the_client_cannot_encode_the_request(openai_server, tmp_path):
+    backend = OpenAIEmbeddingBackend(MODEL, base_url=openai_server.url, api_key_env=KEY_ENV, max_retries=3)
+    with pytest.raises(BlackBoxError, match="refused the request: the request failed: UnicodeEncodeError") as info:
+        backend.encode(["fine", "lone \ud800 surrogate"])  # check_texts refuses it earlier; the backend holds too
+    assert openai_server.request_count == 0
+    assert_no_secret_reachable(info.value, KEY)
+
+
+@pytest.fixture
+def credentials_url(openai_server):
+    return openai_server.url.replace("http://", f"http://{USER}:{PASSWORD}@")
+
+
+def test_credentials_in_the_base_url_variable_are_used_but_shown_nowhere(
+    openai_server, tmp_path, credentials_url, caplog, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_BASE_URL", credentials_url)
+    caplog.set_level(logging.DEBUG)  # the HTTP library's own request log included
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embedder = make_embedder(openai_server, tmp_path, base_url=None, verbose=True)
+        X = embedder.fit_transform(TEXTS)
+        openai_server.push(rate_limited(retry_after=0), *[server_error(500)] * 3)
+        with pytest.raises(BlackBoxError) as info:
+            embedder.transform(["one more text"])
+    np.testing.assert_array_equal(X, make_embedder(openai_server, tmp_path).fit_transform(TEXTS))
+    assert openai_server.requests[0].authorization.startswith("Basic ")  # the URL's credentials were used
+
+    backend = embedder.backend_
+    assert backend.endpoint == openai_server.url
+    assert openai_server.url in str(info.value)
+    assert_no_secret_reachable(info.value, PASSWORD, USER, KEY)
+    assert caplog.records
+    for text in (str(backend.fingerprint()), repr(embedder), repr(backend), caplog.text, *map(str, caught)):
+        assert PASSWORD not in text and USER not in text
+    assert PASSWORD.encode() not in pickle.dumps(embedder)
+    stored = b"".join(path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file())
+    assert stored and PASSWORD.encode() not in stored and USER.encode() not in stored
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: make_embedder_at(url).fit(TEXTS),
+        lambda url: OpenAIEmbeddingBackend(MODEL, base_url=url),
+        lambda url: OpenAIChatGenerator("m", base_url=url),
+        lambda url: OpenAILogProbBackend("m", base_url=url),
+    ],
+    ids=["embedder", "embedding-backend", "chat", "log-probs"],
+)
+def test_credentials_in_a_base_url_parameter_are_refused_without_being_shown(openai_server, credentials_url, make):
+    with pytest.raises(ValueError, match=r"holds credentials.*\$OPENAI_BASE_URL") as info:
+        make(credentials_url)
+    assert PASSWORD not in str(info.value) and USER not in str(info.value)
+    assert openai_server.url in str(info.value)
+    assert openai_server.request_count == 0
+
+
+def make_embedder_at(url):
+    return BlackBoxEmbedder(f"openai:{MODEL}", base_url=url, api_key_env=KEY_ENV, cache_dir=None)
+
+
+def test_the_key_is_in_no_repr_pickle_log_warning_or_store_file(openai_server, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embedder = make_embedder(openai_server, tmp_path, verbose=True).fit(TEXTS)
+        openai_server.push(rate_limited(retry_after=0), html_page())
+        embedder.transform(TEXTS)
+        backend = embedder.backend_
+    assert backend._client is not None and backend._client.api_key == KEY  # the client holds it...
+    for text in (repr(embedder), repr(backend), repr(vars(backend)), caplog.text, *(str(w.message) for w in caught)):
+        assert KEY not in text  # ...and nothing else shows it
+    assert KEY.encode() not in pickle.dumps(embedder) and KEY.encode() not in pickle.dumps(backend)
+    assert any("retry" in r.getMessage() for r in caplog.records)
+    stored = b"".join(path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file())
+    assert stored and KEY.encode() not in stored

@@ -15,8 +15,9 @@ import functools
 import threading
 from abc import ABC, abstractmethod
 
+from .base import UnusableAnswer
 from .local import resolve_model_path, weights_digest
-from .openai import OpenAIClient
+from .openai import OpenAIClient, _describe
 
 __all__ = ["ChatGenerator", "LocalChatGenerator", "OpenAIChatGenerator"]
 
@@ -77,6 +78,7 @@ class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
         self.max_tokens = max_tokens
         self.timeout = timeout
         self.max_retries = max_retries
+        self._refuse_credentials_in_parameter()
 
     def fingerprint(self) -> dict:
         """The endpoint, model and sampling settings."""
@@ -91,15 +93,28 @@ class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
     def complete(self, messages: list[dict], *, seed: int) -> str:
         """One chat-completions request, retried on transient faults."""
         extra = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
-        response = self._request(
+        return self._request(
             lambda client: client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature, seed=seed, **extra
             ),
             "chat-completions",
+            check=_reply_text,
         )
-        if not response.choices:
-            return ""
-        return response.choices[0].message.content or ""
+
+
+def _reply_text(response) -> str:
+    """The first choice's text ("" for no choice or a refusal), or :class:`UnusableAnswer`."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise UnusableAnswer(
+            "its choices are not a list" if hasattr(response, "choices") else _describe(response, "a completion")
+        )
+    if not choices:
+        return ""
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    if content is not None and not isinstance(content, str):
+        raise UnusableAnswer(f"its reply is a {type(content).__name__}, not a text")
+    return content or ""
 
 
 @functools.lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._training import autocast_dtype, resolve_device
-from .base import Backend
+from .base import Backend, BlackBoxError, UnusableAnswer, check_vectors
 
 __all__ = ["DEFAULT_MODEL", "LocalBackend", "resolve_model_path"]
 
@@ -242,7 +242,22 @@ class LocalBackend(Backend):
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             else:
                 pooled = hidden[inputs["input_ids"] == tokenizer.mask_token_id]
-        return pooled.float().cpu().numpy()
+        return self._checked(pooled.float().cpu().numpy(), len(items))
+
+    def _checked(self, rows: np.ndarray, n_items: int) -> np.ndarray:
+        """``rows`` when they are one finite vector of the hidden size per item; else a clear error."""
+        try:
+            return check_vectors(rows, n_items, width=self.dimension)
+        except UnusableAnswer as exc:
+            reason = str(exc)
+        hint = ""
+        if self.pooling == "mask" and len(rows) != n_items:
+            hint = (
+                " (with pooling='mask' each input must hold exactly one mask token: a text holding one already has two)"
+            )
+        elif "non-finite" in reason:
+            hint = " (a half-precision overflow on a GPU? try device='cpu')"
+        raise BlackBoxError(f"The local model {self.model!r} gave no usable representations: {reason}{hint}.")
 
     def item_lengths(self, items: Sequence[Hashable]) -> list[int]:
         """Token counts, so that batches pad as little as possible."""

@@ -12,7 +12,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from .openai import OpenAIClient
+from .base import UnusableAnswer
+from .openai import OpenAIClient, _describe, strip_credentials
 
 __all__ = ["OpenAILogProbBackend"]
 
@@ -73,9 +74,11 @@ class OpenAILogProbBackend(OpenAIClient):
         self.top_logprobs = top_logprobs
         self.timeout = timeout
         self.max_retries = max_retries
+        self._refuse_credentials_in_parameter()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model!r}, base_url={self.base_url!r})"
+        base_url = None if self.base_url is None else strip_credentials(self.base_url)
+        return f"{type(self).__name__}({self.model!r}, base_url={base_url!r})"
 
     def fingerprint(self) -> dict:
         """Everything that changes the answers: endpoint, model, instruction and list length."""
@@ -108,7 +111,7 @@ class OpenAILogProbBackend(OpenAIClient):
                 {"role": "system", "content": self.instruction or DEFAULT_INSTRUCTION},
                 {"role": "user", "content": text or " "},
             ]
-            response = self._request(
+            row = self._request(
                 lambda client, messages=messages: client.chat.completions.create(
                     model=self.model,
                     messages=messages,
@@ -118,21 +121,32 @@ class OpenAILogProbBackend(OpenAIClient):
                     top_logprobs=self.top_logprobs,
                 ),
                 "chat",
+                check=lambda response: self._read_first_token(response, wanted),
             )
-            rows.append(self._read_first_token(response, wanted))
+            rows.append(row)
         return np.asarray(rows, dtype=np.float32).reshape(len(items), len(wanted))
 
     def _read_first_token(self, response, wanted: list[str]) -> list[float]:
-        logprobs = response.choices[0].logprobs if response.choices else None
-        content = getattr(logprobs, "content", None)
-        if not content or not content[0].top_logprobs:
-            raise RuntimeError(
-                f"The chat endpoint {self.endpoint} (model {self.model!r}) returned no top_logprobs; "
-                "this black box needs an endpoint that supports logprobs=True."
+        """The label words' log-probabilities, or :class:`UnusableAnswer`."""
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):
+            raise UnusableAnswer(
+                "its choices are not a list" if hasattr(response, "choices") else _describe(response, "a completion")
+            )
+        content = getattr(choices[0].logprobs, "content", None) if choices else None
+        if not content or not getattr(content[0], "top_logprobs", None):
+            raise UnusableAnswer(
+                "it holds no top_logprobs; this black box needs an endpoint that supports logprobs=True",
+                retry=False,
             )
         listed: dict[str, float] = {}
         for alternative in content[0].top_logprobs:
-            token = alternative.token.strip().lower()
-            listed[token] = max(listed.get(token, -np.inf), float(alternative.logprob))
+            token, logprob = getattr(alternative, "token", None), getattr(alternative, "logprob", None)
+            if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
+                raise UnusableAnswer(f"a top_logprobs entry is not a token and a number: {alternative!r:.80}")
+            if not np.isfinite(logprob) or logprob > 0:
+                raise UnusableAnswer(f"the log-probability {logprob!r} of {token!r} is not a finite number <= 0")
+            token = token.strip().lower()
+            listed[token] = max(listed.get(token, -np.inf), float(logprob))
         floor = min(listed.values())
         return [listed.get(word, floor) for word in wanted]

@@ -134,11 +134,18 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
     Raises
     ------
     TypeError
-        For None, a lone string, numeric arrays and non-string cells.
+        For None, a lone string, numeric arrays, non-string cells and lazy
+        Dask collections (which would be gathered whole).
     ValueError
         For an empty collection, missing values, ragged pairs or a wrong
         number of columns.
     """
+    if hasattr(X, "__dask_graph__"):  # gathering a lazy collection here would defeat its partitions
+        raise TypeError(
+            f"{name} is a lazy Dask {type(X).__name__}: it would be gathered into this process whole. Run the "
+            "model on its partitions with dask_ml.wrappers.ParallelPostFit on a dask DataFrame (series.to_frame() "
+            "for a Series), or call .compute() first if it fits in memory."
+        )
     rows, feature_names, two_d = _rows_from_container(X, name)
     n = len(rows)
     if n == 0:

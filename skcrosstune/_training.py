@@ -7,20 +7,57 @@ comes back on a CPU-only one.
 
 from __future__ import annotations
 
+import re
 import warnings
 
-__all__ = ["autocast_dtype", "resolve_device", "torch_seed", "train_classifier"]
+from ._compat import StrOptions
+
+__all__ = ["DeviceOptions", "autocast_dtype", "check_device", "resolve_device", "torch_seed", "train_classifier"]
+
+_DEVICE_FORMS = "'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index, e.g. 'cuda:1') or 'mps'"
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+
+
+def check_device(device, *, name: str = "device") -> str:
+    """Check that ``device`` is one of the forms skcrosstune accepts, naming them if not.
+
+    Only the form is checked, not what this machine has: a model configured
+    or pickled for a GPU stays usable on a CPU-only machine (see
+    :func:`resolve_device`).
+    """
+    if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
+        raise ValueError(f"{name} must be {_DEVICE_FORMS}; got {device!r}.")
+    return device
+
+
+class DeviceOptions(StrOptions):
+    """The ``_parameter_constraints`` entry of a ``device`` parameter: a form :func:`check_device` accepts.
+
+    A ``StrOptions`` (the constraint kinds scikit-learn's parameter validation
+    knows) that also takes ``"cuda:N"``.
+    """
+
+    def __init__(self):
+        super().__init__({"auto", "cpu", "cuda", "mps"})
+
+    def is_satisfied_by(self, val) -> bool:
+        return isinstance(val, str) and _DEVICE_PATTERN.fullmatch(val) is not None
+
+    def __str__(self) -> str:
+        return f"a device: {_DEVICE_FORMS}"
 
 
 def resolve_device(device: str = "auto") -> str:
     """Turn a ``device`` parameter into a torch device string that exists here.
 
     ``"auto"`` picks CUDA when it is available, else the CPU. An explicit
-    CUDA device on a machine without one falls back to the CPU with a
+    CUDA (or MPS) device on a machine without one falls back to the CPU with a
     warning, so a model configured or pickled on a GPU machine still works.
+    A device of no accepted form raises a ``ValueError`` naming the forms.
     """
     import torch
 
+    check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -30,7 +67,14 @@ def resolve_device(device: str = "auto") -> str:
             stacklevel=2,
         )
         return "cpu"
-    return str(device)
+    if device == "mps" and not torch.backends.mps.is_available():
+        warnings.warn(
+            "device='mps' was requested but MPS is not available here; using the CPU instead.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return "cpu"
+    return device
 
 
 def autocast_dtype(device: str):

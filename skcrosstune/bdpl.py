@@ -43,12 +43,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import EmbeddingHeadClassifier
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_labels, check_texts

@@ -46,12 +46,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval
 from torch import nn
 
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
-from ._training import resolve_device, torch_seed, train_classifier
+from ._compat import HasMethods, Interval, _fit_context
+from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels
 
 __all__ = ["CrossTuneClassifier"]
@@ -210,7 +209,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cv": [Interval(Integral, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
+        "device": [DeviceOptions()],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -54,12 +54,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch import nn
 
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
-from ._training import resolve_device, torch_seed, train_classifier
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import _label_key, check_label_descriptions, check_labels
 from .embedder import _max_per_group
 
@@ -256,7 +255,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "cv": [Interval(Integral, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
+        "device": [DeviceOptions()],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -8,10 +8,11 @@ import string
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._compat import Interval, StrOptions, _fit_context
+from ._training import DeviceOptions
 from ._validation import TextBatch, check_texts
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
@@ -169,7 +170,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         "normalize": ["boolean"],
         "max_length": [Interval(Integral, 4, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
+        "device": [DeviceOptions()],
         "cache_dir": [str, os.PathLike, None],
         "base_url": [str, None],
         "api_key_env": [str, None],

@@ -15,8 +15,9 @@ from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
 from sklearn.base import clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .._compat import HasMethods, Interval, StrOptions
+from .._training import DeviceOptions
 from .._validation import check_label_descriptions, check_labels, check_texts
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
@@ -248,7 +249,7 @@ class LLMAugmenter(BaseOverSampler):
         "timeout": [Interval(Real, 0, None, closed="neither")],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "n_concurrent": [Interval(Integral, 1, None, closed="left")],
-        "device": [str],
+        "device": [DeviceOptions()],
         "cache_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
     }

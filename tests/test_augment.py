@@ -19,14 +19,14 @@ import warnings
 import numpy as np
 import pytest
 from imblearn.pipeline import Pipeline
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 from skcrosstune import BlackBoxEmbedder, BlackBoxError, CrossTuneClassifier, LLMAugmenter
-from skcrosstune.augment import parse_examples
+from skcrosstune.augment import _judges, parse_examples
 from skcrosstune.backends import _retry
 from skcrosstune.backends.chat import LocalChatGenerator
 
@@ -47,6 +47,12 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def fresh_judge_memo():
+    """Judges' scores are memoised per process; each test starts without any."""
+    _judges._memo.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -211,7 +217,8 @@ def test_bad_generations_are_dropped_and_counted_per_reason(server, tmp_path):
         "neg": iter(
             [
                 json.dumps(["awful new one", "bad , REALLY  bad", "awful other one"]),
-                json.dumps(["awful third one", "awful fourth one"]),
+                # a demonstration barely reworded is a near-copy; sharing two words of three is not
+                json.dumps(["awful third one", "The worst acting!", "awful plot twist", "awful fourth one"]),
             ]
         ),
     }
@@ -220,17 +227,20 @@ def test_bad_generations_are_dropped_and_counted_per_reason(server, tmp_path):
     X_res, y_res = augmenter.fit_resample(TEXTS, LABELS)
     counts = augmenter.drop_counts_
     assert counts["unparseable"] == 1
-    assert {k: counts[k] for k in ("empty", "duplicate", "too_long", "gold_copy", "malformed", "surplus")} == {
+    assert {
+        k: counts[k] for k in ("empty", "duplicate", "too_long", "gold_copy", "near_copy", "malformed", "surplus")
+    } == {
         "empty": 1,
+        "near_copy": 1,
         "duplicate": 1,
         "too_long": 1,
         "gold_copy": 2,
         "malformed": 1,
-        "surplus": 1,  # "awful fourth one": only 3 were requested
+        "surplus": 2,  # "awful plot twist" and "awful fourth one": only 3 were requested
     }
     assert sorted(X_res[10:]) == ["awful new one", "awful other one", "awful third one", "great new one"]
     reasons = [r["reason"] for r in augmenter.generations_]
-    assert reasons.count("kept") == 4 and len(reasons) == 6 + 3 + 2
+    assert reasons.count("kept") == 4 and len(reasons) == 6 + 3 + 4
 
 
 def test_a_generator_that_never_answers_usably_stops_after_twice_the_planned_requests(server, tmp_path):
@@ -242,80 +252,178 @@ def test_a_generator_that_never_answers_usably_stops_after_twice_the_planned_req
 
 
 # ------------------------------------------------------------------ the switch
-def test_the_switch_keeps_what_the_teacher_believes(server, tmp_path):
-    def mixed_writer(body):
-        n, label = requested(body)
-        other = "neg" if label == "pos" else "pos"
-        words = {"pos": "great fun best good", "neg": "awful dull worst bad"}
-        tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
-        # the last example is written with the other label's words
-        return json.dumps([f"{words[label if j < n - 1 else other]} {tag} {j}" for j in range(n)])
+def mixed_writer(body):
+    """n examples of the label, the last one written with the other label's words."""
+    n, label = requested(body)
+    other = "neg" if label == "pos" else "pos"
+    words = {"pos": "great fun best good", "neg": "awful dull worst bad"}
+    tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
+    return json.dumps([f"{words[label if j < n - 1 else other]} {tag} {j}" for j in range(n)])
 
+
+class SpyTeacher(ClassifierMixin, BaseEstimator):
+    """A word-count logistic regression that records what each clone was fitted on and asked to score."""
+
+    fits: list = []
+    scored: list = []
+
+    def __init__(self, C=10.0):
+        self.C = C
+
+    def fit(self, X, y):
+        SpyTeacher.fits.append(list(X))
+        self.model_ = word_teacher().set_params(logisticregression__C=self.C).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        SpyTeacher.scored.append(list(X))
+        return self.model_.predict_proba(X)
+
+
+@pytest.fixture
+def spy():
+    SpyTeacher.fits, SpyTeacher.scored = [], []
+    return SpyTeacher
+
+
+def test_the_switch_keeps_what_the_judge_finds_typical_of_its_class(server, tmp_path):
     server.chat_reply = mixed_writer
-    augmenter = make_augmenter(server, tmp_path, threshold=0.5)
+    augmenter = make_augmenter(server, tmp_path, cv=None, threshold=0.8, n_per_class=12)
     X_res, y_res = augmenter.fit_resample(TEXTS, LABELS)
     records = augmenter.generations_
-    scored = [r["text"] for r in records]
-    proba = augmenter.teacher_.predict_proba(scored)
-    classes = list(augmenter.teacher_.classes_)
+    # cv=None: one teacher fitted on the gold examples only
+    teacher = word_teacher().fit(TEXTS, LABELS)
+    proba = teacher.predict_proba([r["text"] for r in records])
+    classes = list(teacher.classes_)
+    for label in ("pos", "neg"):
+        own = [r["probability"] for r in records if r["label"] == label]
+        assert augmenter.class_thresholds_[label] == pytest.approx(0.8 * np.mean(own))
     for record, row in zip(records, proba, strict=True):
         assert record["probability"] == pytest.approx(row[classes.index(record["label"])])
-        assert record["kept"] == (record["probability"] >= 0.5)
+        assert record["kept"] == (record["probability"] >= augmenter.class_thresholds_[record["label"]])
         assert record["reason"] == ("kept" if record["kept"] else "below_threshold")
     flipped = [r for r in records if r["text"].endswith(" 2")]
     assert flipped and not any(r["kept"] for r in flipped)
     assert augmenter.drop_counts_["below_threshold"] == sum(not r["kept"] for r in records) >= len(flipped)
     assert len(X_res) == 10 + sum(r["kept"] for r in records)
-    # the teacher saw the gold examples only
-    assert augmenter.teacher_[0].vocabulary_.keys() == CountVectorizer().fit(TEXTS).vocabulary_.keys()
 
 
-def test_the_default_threshold_is_chance(server, tmp_path):
-    augmenter = make_augmenter(server, tmp_path, threshold="chance")
+def test_out_of_fold_judges_never_saw_the_example_they_judge(server, tmp_path, spy):
+    server.chat_reply = mixed_writer
+    augmenter = make_augmenter(server, tmp_path, teacher=spy(), cv=3, gold_weight=2, n_per_class=12, threshold=1.0)
     augmenter.fit_resample(TEXTS, LABELS)
-    assert augmenter.threshold_ == 0.5
-    assert all(r["kept"] == (r["probability"] >= 0.5) for r in augmenter.generations_)
-    assert LLMAugmenter().threshold == "chance"
+    generated = [r["text"] for r in augmenter.generations_]
+    assert len(spy.fits) == len(spy.scored) == 3
+    for fitted_on, scored in zip(spy.fits, spy.scored, strict=True):
+        assert not set(fitted_on) & set(scored)
+        # the gold examples, each gold_weight times, and every generation outside the fold
+        assert sorted(fitted_on) == sorted(TEXTS * 2 + [t for t in generated if t not in scored])
+    assert sorted(t for scored in spy.scored for t in scored) == sorted(generated)
+    # the judge learnt from the other generations: the odd one out of each request is rejected
+    flipped = [r for r in augmenter.generations_ if r["text"].endswith(" 2")]
+    assert flipped and not any(r["kept"] for r in flipped)
+    assert sum(r["kept"] for r in augmenter.generations_) >= len(generated) // 2
 
 
-def test_threshold_zero_switches_the_filter_off(server, tmp_path):
-    augmenter = make_augmenter(server, tmp_path, threshold=0).fit(TEXTS, LABELS)
-    assert not hasattr(augmenter, "teacher_")  # fit only checks; generation happens in fit_resample
+def test_the_class_thresholds_are_confident_learnings(server, tmp_path):
+    cleanlab_count = pytest.importorskip("cleanlab.count", reason="cleanlab compares the thresholds")
+    server.chat_reply = mixed_writer
+    augmenter = make_augmenter(server, tmp_path, cv=2, threshold=1.0, n_per_class=12)
     augmenter.fit_resample(TEXTS, LABELS)
-    assert augmenter.teacher_ is None
+    records = augmenter.generations_
+    classes = ["neg", "pos"]
+    labels = np.asarray([classes.index(r["label"]) for r in records])
+    p = np.asarray([r["probability"] for r in records])
+    # two classes: the other column is 1 - p
+    pred_probs = np.where(labels[:, None] == np.arange(2), p[:, None], 1 - p[:, None])
+    expected = cleanlab_count.get_confident_thresholds(labels, pred_probs)
+    assert [augmenter.class_thresholds_[c] for c in classes] == pytest.approx(expected)
+
+
+def test_threshold_zero_switches_the_filter_off(server, tmp_path, spy):
+    augmenter = make_augmenter(server, tmp_path, teacher=spy(), threshold=0)
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert spy.fits == [] and augmenter.class_thresholds_ == {}
     assert all(math.isnan(r["probability"]) and r["kept"] for r in augmenter.generations_)
 
 
-def test_the_default_teacher_is_crosstune_on_the_label_descriptions(server, tmp_path):
-    augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=3)
+def test_the_default_judge_is_a_linear_probe_on_the_default_black_box(server, tmp_path):
+    augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=6)
     augmenter.fit_resample(TEXTS, LABELS)
-    assert isinstance(augmenter.teacher_, CrossTuneClassifier)
-    assert augmenter.teacher_.descriptions_ == [["a scathing review"], ["a glowing review"]]
     assert all(0.0 <= r["probability"] <= 1.0 for r in augmenter.generations_)
+    assert LLMAugmenter().get_params()["teacher"] is None
+    assert (LLMAugmenter().cv, LLMAugmenter().threshold) == (4, 1.0)
+
+
+def judge_logprobs(body):
+    """The generator as judge: "pos" is likely for texts with positive words."""
+    text = body["messages"][-1]["content"]
+    positive = any(word in text for word in ("great", "fun", "best", "good"))
+    return {"pos": -0.05, "neg": -3.0} if positive else {"neg": -0.05, "pos": -3.0}
+
+
+def judging_server(server):
+    server.chat_reply = lambda body: "pos" if body.get("logprobs") else mixed_writer(body)
+    server.chat_logprobs = judge_logprobs
+    return server
+
+
+def test_the_generator_can_judge_through_its_log_probabilities(server, tmp_path):
+    judging_server(server)
+    augmenter = make_augmenter(server, tmp_path, teacher="generator", n_per_class=6, threshold=0.9)
+    augmenter.fit_resample(TEXTS, LABELS)
+    judged = [r for r in chat_requests(server) if r.body.get("logprobs")]
+    records = augmenter.generations_
+    # one request per generated example, with the labels in the instruction and the text as the message
+    assert augmenter.n_judge_requests_ == len(judged) == len(records) == 12
+    assert sorted(r.body["messages"][-1]["content"] for r in judged) == sorted(r["text"] for r in records)
+    instruction = judged[0].body["messages"][0]["content"]
+    assert '- "pos": a glowing review' in instruction and '- "neg": a scathing review' in instruction
+    assert all(r.body["max_tokens"] == 1 and r.body["top_logprobs"] for r in judged)
+    flipped = [r for r in records if r["text"].endswith(" 2")]
+    assert flipped and not any(r["kept"] for r in flipped)
+    assert all(r["kept"] for r in records if not r["text"].endswith(" 2"))
+    expected = 1 / (1 + math.exp(-2.95))
+    assert [r["probability"] for r in records if r["kept"]] == pytest.approx([expected] * 8)
+    # the judge's answers are stored: a refit in a fresh process sends nothing
+    server.reset()
+    _judges._memo.clear()
+    clone(augmenter).fit_resample(TEXTS, LABELS)
+    assert chat_requests(server) == []
+
+
+def test_the_generator_as_judge_needs_an_api_model(tmp_path):
+    augmenter = LLMAugmenter("/some/local/model", teacher="generator", cache_dir=None)
+    with pytest.raises(ValueError, match="teacher='generator' needs an 'openai:<name>' model"):
+        augmenter.fit_resample(TEXTS, LABELS)
 
 
 # --------------------------------------------------------------- cache and cost
-def test_a_grid_over_threshold_sends_no_new_generation_request(server, tmp_path):
+def test_a_grid_over_threshold_sends_no_new_request_and_fits_no_teacher_twice(server, tmp_path, spy):
     embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path)
 
     def search(thresholds, cache):
         server.reset()
+        _judges._memo.clear()
+        spy.fits.clear()
         pipe = Pipeline(
             [
-                ("augment", make_augmenter(server, tmp_path, cache_dir=tmp_path / cache)),
+                ("augment", make_augmenter(server, tmp_path, teacher=spy(), cv=2, cache_dir=tmp_path / cache)),
                 ("clf", CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=10, cv=0, random_state=0)),
             ]
         )
         cv = StratifiedKFold(2, shuffle=True, random_state=0)
         grid = GridSearchCV(pipe, {"augment__threshold": thresholds}, cv=cv).fit(TEXTS, LABELS)
-        return grid, len(chat_requests(server))
+        return grid, len(chat_requests(server)), len(spy.fits)
 
-    _, one = search([0.5], "a")
-    grid, three = search([0.0, 0.5, 0.9], "b")
-    # two training folds and the refit, each with its own prompts; nothing more for more thresholds
+    _, one, fits_one = search([0.5], "a")
+    grid, three, fits_three = search([0.5, 0.8, 1.0, 1.2], "b")
+    # two training folds and the refit, each with its own prompts and cv=2 teachers; nothing more for more thresholds
     assert one == three == 3 * 4
-    assert grid.best_params_["augment__threshold"] in (0.0, 0.5, 0.9)
-    _, again = search([0.0, 0.5, 0.9], "b")
+    assert fits_one == fits_three == 3 * 2
+    assert grid.best_params_["augment__threshold"] in (0.5, 0.8, 1.0, 1.2)
+    _, again, _ = search([0.5, 0.8, 1.0, 1.2], "b")
     assert again == 0
     assert grid.predict(["great fun"]).shape == (1,)
 

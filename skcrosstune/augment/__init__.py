@@ -12,15 +12,21 @@ as built here:
    generator's fingerprint, the full prompt, the seed and the sample index.
 2. **Clean-up.** Replies are parsed leniently (code fences, text around the
    JSON, a bare list or an object holding one); empty, malformed, over-long
-   and duplicate examples and copies of gold texts are dropped, each reason
-   counted.
-3. **The switch.** A teacher classifier fitted on the gold examples only
-   scores each generated example; it is kept when the teacher's probability
-   for the label it was written for is at least ``threshold``.
+   and duplicate examples, copies of gold texts and near-copies (most of
+   their words those of a gold text) are dropped, each reason counted.
+3. **The switch.** A judge gives each generated example the probability of
+   the label it was written for, and the example is kept when that
+   probability reaches ``threshold`` times its class's mean (confident
+   learning's per-class threshold). By default the judge is out of fold: a
+   teacher fitted on the gold examples (weighted up) and the *other*
+   generations scores each fold of generations, so it knows what the whole
+   augmented set says. The generating chat model can judge instead, from
+   the log-probabilities of its first answer token.
 
-Generation never depends on ``threshold`` or on the classifier behind the
-augmenter, so a grid search over them re-reads the cache: only a new prompt
-(another training fold, another seed) costs a request.
+Generation and judging never depend on ``threshold`` or on the classifier
+behind the augmenter: replies are stored, and judges' scores memoised per
+distinct training set, so a grid search over the knob re-reads them; only a
+new prompt (another training fold, another seed) costs a request.
 """
 
 from ._augmenter import LLMAugmenter

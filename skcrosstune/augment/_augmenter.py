@@ -13,7 +13,6 @@ from numbers import Integral, Real
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
-from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from .._compat import HasMethods, Interval, StrOptions
@@ -21,8 +20,10 @@ from .._training import DeviceOptions
 from .._validation import check_label_descriptions, check_labels, check_texts
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
+from ..backends.openai_logprobs import OpenAILogProbBackend
 from ..cache import QueryCache, default_cache_dir
-from ._parsing import DROP_REASONS, clean_reason, normalise, parse_examples
+from ._judges import class_thresholds, generator_proba, gold_proba, judge_instruction, memoised, out_of_fold_proba
+from ._parsing import DROP_REASONS, NearCopies, clean_reason, normalise, parse_examples
 
 __all__ = ["LLMAugmenter"]
 
@@ -72,20 +73,40 @@ class LLMAugmenter(BaseOverSampler):
     n_per_request : int, default=8
         Examples asked for in one request.
 
-    teacher : classifier, default=None
-        The switch's judge: any classifier on texts with ``predict_proba``,
-        fitted on the gold examples only. None uses a
-        :class:`~skcrosstune.CrossTuneClassifier` with
-        ``label_descriptions`` and ``random_state``.
+    teacher : classifier, "generator" or None, default=None
+        The switch's judge. A classifier on texts with ``predict_proba`` is
+        cloned and fitted as ``cv`` says. ``"generator"`` asks the
+        generating chat model itself to label each generated example (one
+        request per example, stored like the generations) and reads the
+        probability of each label from the log-probabilities of its first
+        answer token; it needs an ``"openai:"`` model whose endpoint returns
+        ``logprobs``. None uses a logistic regression on the default black
+        box's embeddings (stored in ``cache_dir``).
 
-    threshold : float or "chance", default="chance"
-        A generated example is kept when the teacher's probability for its
-        intended label is at least ``threshold``; 0 switches the filter off
-        (and no teacher is fitted). ``"chance"`` is ``1 / n_classes``: an
-        example is rejected only when the teacher rates its label below
-        chance. A fixed value such as 0.5 rejects most correct examples of
-        5- and 6-class tasks, whose few-shot teacher rarely gives any label
-        half the probability. Tune it with GridSearchCV where it matters.
+    cv : int or None, default=4
+        How a classifier teacher judges. An int: out of fold, confident
+        learning's way. The generations are split into ``cv`` folds and each
+        is scored by a teacher fitted on the gold examples (each counted
+        ``gold_weight`` times) and the generations of the other folds, so
+        the judge knows what the whole augmented set says, never the example
+        it judges. None: one teacher fitted on the gold examples only.
+        Ignored when ``teacher="generator"``.
+
+    gold_weight : int, default=4
+        How many times each gold example is repeated in an out-of-fold
+        teacher's training set.
+
+    threshold : float, default=1.0
+        The switch's one knob. A generated example is kept when the judge's
+        probability for its intended label is at least ``threshold`` times
+        its class's threshold: the mean probability the judge gives the
+        class's own generations (confident learning's per-class threshold,
+        which adapts to the number of classes and to how sharp the judge's
+        probabilities are). 0 switches the filter off (and nothing is
+        judged); 1 rejects what the judge finds less typical of its label
+        than the class's average generation. Scores are computed once per
+        distinct training set and reused, so GridSearchCV tunes it without
+        a new request or a teacher fitted twice.
 
     max_chars : int, default=None
         Longest generated text kept, in characters (per side of a pair).
@@ -148,9 +169,10 @@ class LLMAugmenter(BaseOverSampler):
     generations_ : list of dict
         One record per generated example, in the order received: ``text``
         (and ``text_pair`` for pairs), ``label`` (the class it was written
-        for), ``probability`` (the teacher's probability for that label, NaN
-        when not scored), ``kept`` and ``reason`` (``"kept"`` or one of
+        for), ``probability`` (the judge's probability for that label, NaN
+        when not judged), ``kept`` and ``reason`` (``"kept"`` or one of
         ``"malformed"``, ``"empty"``, ``"too_long"``, ``"gold_copy"``,
+        ``"near_copy"`` (most of its words are those of a gold example),
         ``"duplicate"``, ``"surplus"`` (beyond the number requested) and
         ``"below_threshold"``).
 
@@ -161,11 +183,10 @@ class LLMAugmenter(BaseOverSampler):
     n_generated_ : int
         Generated examples added to the data.
 
-    teacher_ : classifier or None
-        The fitted teacher (None when ``threshold=0``).
-
-    threshold_ : float
-        The threshold used (``1 / n_classes`` for ``"chance"``).
+    class_thresholds_ : dict
+        Class -> the probability a generated example of that class needed to
+        be kept (``threshold`` times the class's mean probability); empty
+        when nothing was judged.
 
     generator_ : ChatGenerator
         The generator (its client, holding the key, is never pickled).
@@ -216,12 +237,12 @@ class LLMAugmenter(BaseOverSampler):
     ...     task_description="Is a movie review positive or negative?",
     ...     label_descriptions={"positive": "a glowing review", "negative": "a scathing review"},
     ...     n_per_class=32,
-    ...     threshold=0.3,
+    ...     threshold=0.8,
     ...     random_state=0,
     ... )
     >>> pipe = Pipeline([("augment", augmenter), ("clf", CrossTuneClassifier(random_state=0))])
     >>> pipe.get_params()["augment__threshold"]
-    0.3
+    0.8
 
     Fitting sends requests to the endpoint (here the OpenAI API, with the key
     in ``$OPENAI_API_KEY``)::
@@ -238,8 +259,10 @@ class LLMAugmenter(BaseOverSampler):
         "n_per_class": [Interval(Integral, 1, None, closed="left"), None],
         "n_demonstrations": [Interval(Integral, 0, None, closed="left")],
         "n_per_request": [Interval(Integral, 1, None, closed="left")],
-        "teacher": [HasMethods(["fit", "predict_proba"]), None],
-        "threshold": [Interval(Real, 0, 1, closed="both"), StrOptions({"chance"})],
+        "teacher": [HasMethods(["fit", "predict_proba"]), StrOptions({"generator"}), None],
+        "cv": [Interval(Integral, 2, None, closed="left"), None],
+        "gold_weight": [Interval(Integral, 1, None, closed="left")],
+        "threshold": [Interval(Real, 0, None, closed="left")],
         "max_chars": [Interval(Integral, 1, None, closed="left"), None],
         "max_requests": [Interval(Integral, 0, None, closed="left"), None],
         "temperature": [Interval(Real, 0, None, closed="left")],
@@ -265,7 +288,9 @@ class LLMAugmenter(BaseOverSampler):
         n_demonstrations=4,
         n_per_request=8,
         teacher=None,
-        threshold="chance",
+        cv=4,
+        gold_weight=4,
+        threshold=1.0,
         max_chars=None,
         max_requests=None,
         temperature=1.0,
@@ -288,6 +313,8 @@ class LLMAugmenter(BaseOverSampler):
         self.n_demonstrations = n_demonstrations
         self.n_per_request = n_per_request
         self.teacher = teacher
+        self.cv = cv
+        self.gold_weight = gold_weight
         self.threshold = threshold
         self.max_chars = max_chars
         self.max_requests = max_requests
@@ -326,6 +353,11 @@ class LLMAugmenter(BaseOverSampler):
         self.sampling_strategy_ = self._requested_counts(classes)
         descriptions = [texts[0] for texts in check_label_descriptions(self.label_descriptions, classes)]
         gold = [_item(row, pairs) for row in X]
+        if isinstance(self.teacher, str) and split_api_model(self.model) is None:
+            raise ValueError(
+                f"LLMAugmenter's teacher='generator' needs an 'openai:<name>' model whose endpoint returns "
+                f"log-probabilities; got model={self.model!r}. Give a classifier as teacher instead."
+            )
         self.generator_ = self._make_generator()
         self.cache_ = self._make_cache()
         self.n_requests_ = 0
@@ -334,7 +366,7 @@ class LLMAugmenter(BaseOverSampler):
 
         prompter = _Prompter(self, gold, y, classes, descriptions, pairs)
         candidates, self.drop_counts_ = self._generate(prompter, gold, pairs)
-        self.teacher_ = self._switch(candidates, X, y)
+        self._switch(candidates, X, y, prompter)
         kept = [c for c in candidates if c["kept"]]
         self.generations_ = candidates
         self.n_generated_ = len(kept)
@@ -377,11 +409,12 @@ class LLMAugmenter(BaseOverSampler):
             self.model, temperature=self.temperature, max_tokens=self.max_tokens, device=self.device
         )
 
-    def _make_cache(self) -> QueryCache | None:
+    def _make_cache(self, fingerprint: dict | None = None) -> QueryCache | None:
+        """The store for the generator's replies, or for the answers of another black box (``fingerprint``)."""
         if self.cache_dir is None:
             return None
         directory = default_cache_dir() if self.cache_dir == "auto" else self.cache_dir
-        return QueryCache(directory, self.generator_.fingerprint())
+        return QueryCache(directory, fingerprint or self.generator_.fingerprint())
 
     # ------------------------------------------------------------ generation
     def _generate(self, prompter: _Prompter, gold: list, pairs: bool) -> tuple[list, dict]:
@@ -391,6 +424,7 @@ class LLMAugmenter(BaseOverSampler):
         limit = self._char_limit(gold)
         seen = {normalise(item) for item in gold}
         gold_keys = set(seen)
+        near_copies = NearCopies(gold)
         counts = dict.fromkeys(("unparseable", *DROP_REASONS), 0)
         records: list[dict] = []
         valid = dict.fromkeys(wanted, 0)
@@ -413,8 +447,9 @@ class LLMAugmenter(BaseOverSampler):
                 if examples is None:
                     counts["unparseable"] += 1
                     continue
-                for example in examples[: self.n_per_request]:
-                    reason = clean_reason(example, limit, gold_keys, seen)
+                examples = examples[: self.n_per_request]
+                for example, near in zip(examples, near_copies.flags(examples), strict=True):
+                    reason = clean_reason(example, limit, gold_keys, seen, near)
                     if reason is None:
                         seen.add(normalise(example))
                         reason = "surplus" if valid[label] >= wanted[label] else None
@@ -485,31 +520,62 @@ class LLMAugmenter(BaseOverSampler):
         return self.generator_.complete(request["messages"], seed=request["seed"])
 
     # ------------------------------------------------------------ the switch
-    def _switch(self, records: list[dict], X, y):
-        """Score the clean generations with a teacher fitted on gold; keep those it agrees with."""
+    def _switch(self, records: list[dict], X, y, prompter: _Prompter) -> None:
+        """Judge the clean generations; keep those whose label the judge finds typical enough of its class."""
         clean = [r for r in records if r["reason"] is None]
         for record in clean:
             record["kept"], record["reason"] = True, "kept"
-        self.threshold_ = 1 / len(np.unique(y)) if self.threshold == "chance" else float(self.threshold)
-        if self.threshold_ == 0 or not clean:
-            return None
-        teacher = clone(self.teacher) if self.teacher is not None else self._default_teacher()
-        teacher.fit(_as_input(X), y)
+        self.class_thresholds_ = {}
+        self.n_judge_requests_ = 0
+        if self.threshold == 0 or not clean:
+            return
         pairs = X.ndim == 2
-        scored = [(r["text"], r["text_pair"]) if pairs else r["text"] for r in clean]
-        proba = np.asarray(teacher.predict_proba(_as_input(_object_rows(scored, pairs))))
-        column = {label: j for j, label in enumerate(teacher.classes_.tolist())}
-        for record, row in zip(clean, proba, strict=True):
-            record["probability"] = float(row[column[_plain(record["label"])]])
-            if record["probability"] < self.threshold_:
+        candidates = [(r["text"], r["text_pair"]) if pairs else r["text"] for r in clean]
+        labels = [r["label"] for r in clean]
+        proba = self._judge(_as_input(X), y, candidates, labels, prompter)
+        per_class = class_thresholds(proba, labels)
+        self.class_thresholds_ = {label: self.threshold * t for label, t in per_class.items()}
+        for record, p in zip(clean, proba, strict=True):
+            record["probability"] = float(p)
+            if p < self.class_thresholds_[record["label"]]:
                 record["kept"], record["reason"] = False, "below_threshold"
                 self.drop_counts_["below_threshold"] += 1
-        return teacher
+
+    def _judge(self, gold: list, y, candidates: list, labels: list, prompter: _Prompter) -> np.ndarray:
+        """The judge's probability of each candidate's intended label, computed once per distinct input."""
+        if isinstance(self.teacher, str):  # "generator"
+            backend = OpenAILogProbBackend(
+                split_api_model(self.model),
+                base_url=self.base_url,
+                api_key_env=self.api_key_env,
+                instruction=judge_instruction(prompter.task, prompter.classes, prompter.descriptions),
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+            words = [str(label) for label in prompter.classes]
+            cache = self._make_cache({**backend.fingerprint(), "label_words": words})
+
+            def compute():
+                proba, report = generator_proba(backend, cache, candidates, labels, prompter.classes)
+                self.n_judge_requests_ += report.n_queried
+                return proba
+
+            return memoised(("generator", backend.fingerprint(), words, candidates, labels), compute)
+        teacher = self.teacher if self.teacher is not None else self._default_teacher()
+        if self.cv is None:
+            key = ("gold", teacher, gold, y, candidates, labels)
+            return memoised(key, lambda: gold_proba(teacher, gold, y, candidates, labels))
+        settings = dict(cv=self.cv, gold_weight=self.gold_weight, random_state=self.random_state)
+        key = ("out_of_fold", teacher, settings, gold, y, candidates, labels)
+        return memoised(key, lambda: out_of_fold_proba(teacher, gold, y, candidates, labels, **settings))
 
     def _default_teacher(self):
-        from ..crosstune import CrossTuneClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
 
-        return CrossTuneClassifier(label_descriptions=self.label_descriptions, random_state=self.random_state)
+        from ..embedder import BlackBoxEmbedder
+
+        return make_pipeline(BlackBoxEmbedder(cache_dir=self.cache_dir), LogisticRegression(max_iter=1000))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -548,11 +614,14 @@ class _Prompter:
         key = self.augmenter.cache_.key(item) if self.augmenter.cache_ is not None else json.dumps(item)
         return key, {"messages": messages, "seed": seed}
 
+    @property
+    def task(self) -> str:
+        unit = "pair of texts (text, text_pair)" if self.pairs else "text"
+        return self.augmenter.task_description or f"Classify each {unit} into one of the labels below."
+
     def _prompt(self, label, c: int, demonstrations) -> str:
         augmenter = self.augmenter
-        unit = "pair of texts (text, text_pair)" if self.pairs else "text"
-        task = augmenter.task_description or f"Classify each {unit} into one of the labels below."
-        lines = [f"Task: {task}", "", "Labels:"]
+        lines = [f"Task: {self.task}", "", "Labels:"]
         lines += [
             f"- {json.dumps(str(name))}: {text}" for name, text in zip(self.classes, self.descriptions, strict=True)
         ]

@@ -5,10 +5,24 @@ from __future__ import annotations
 import json
 import re
 
-__all__ = ["DROP_REASONS", "clean_reason", "normalise", "parse_examples"]
+import numpy as np
+
+__all__ = ["DROP_REASONS", "NearCopies", "clean_reason", "normalise", "parse_examples"]
 
 #: Why a generated example was left out, in the order the checks run.
-DROP_REASONS = ("malformed", "empty", "too_long", "gold_copy", "duplicate", "surplus", "below_threshold")
+DROP_REASONS = (
+    "malformed",
+    "empty",
+    "too_long",
+    "gold_copy",
+    "near_copy",
+    "duplicate",
+    "surplus",
+    "below_threshold",
+)
+
+#: Share of words (Jaccard index of the word sets) above which an example is a near-copy of a gold one.
+NEAR_COPY_OVERLAP = 0.8
 
 _FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)```", re.S)
 
@@ -87,7 +101,7 @@ def normalise(item):
     return " ".join(item.casefold().split())
 
 
-def clean_reason(example, limit: int, gold_keys: set, seen: set) -> str | None:
+def clean_reason(example, limit: int, gold_keys: set, seen: set, near_copy: bool = False) -> str | None:
     """Why a parsed example is dropped before the switch, or None when it is clean."""
     if example is None:
         return "malformed"
@@ -99,6 +113,47 @@ def clean_reason(example, limit: int, gold_keys: set, seen: set) -> str | None:
     key = normalise(example)
     if key in gold_keys:
         return "gold_copy"
+    if near_copy:
+        return "near_copy"
     if key in seen:
         return "duplicate"
     return None
+
+
+class NearCopies:
+    """Which examples share most of their words with a gold example (a demonstration barely reworded).
+
+    Word sets are compared by their Jaccard index, all examples against all
+    gold ones at once through a sparse product of hashed word indicators.
+
+    Parameters
+    ----------
+    gold : list of str or (str, str)
+        The gold examples (a pair counts as the words of both sides).
+    overlap : float, default=NEAR_COPY_OVERLAP
+    """
+
+    def __init__(self, gold: list, overlap: float = NEAR_COPY_OVERLAP):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.overlap = overlap
+        self._vectorizer = HashingVectorizer(binary=True, norm=None, alternate_sign=False, lowercase=True)
+        self._gold = self._words(gold)
+        self._gold_sizes = np.asarray(self._gold.sum(axis=1)).ravel()
+
+    def _words(self, items: list):
+        return self._vectorizer.transform([" ".join(item) if isinstance(item, tuple) else item for item in items])
+
+    def flags(self, examples: list) -> np.ndarray:
+        """Whether each example (None for a malformed one) is a near-copy of some gold example."""
+        flags = np.zeros(len(examples), dtype=bool)
+        rows = [i for i, example in enumerate(examples) if example is not None]
+        if not rows or self._gold.shape[0] == 0:
+            return flags
+        words = self._words([examples[i] for i in rows])
+        sizes = np.asarray(words.sum(axis=1)).ravel()
+        shared = (words @ self._gold.T).tocoo()
+        union = sizes[shared.row] + self._gold_sizes[shared.col] - shared.data
+        near = shared.data >= self.overlap * np.maximum(union, 1)
+        flags[np.asarray(rows)[np.unique(shared.row[near])]] = True
+        return flags

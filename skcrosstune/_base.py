@@ -15,6 +15,7 @@ from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import check_texts
+from ._validation import is_numeric_input as _is_numeric
 from .embedder import BlackBoxEmbedder
 
 __all__ = ["EmbeddingHeadClassifier"]
@@ -38,24 +39,6 @@ def _with_x_parameter(method):
     """Fill the shared description of ``X`` (and of ``y`` for ``fit``) into a method's docstring."""
     method.__doc__ = method.__doc__.replace("{X}", _X_PARAMETER).replace("{X, y}", _FIT_PARAMETERS)
     return method
-
-
-def _is_numeric(X) -> bool:
-    """Whether X holds numbers (representations) rather than texts."""
-    if hasattr(X, "dtypes") and hasattr(X, "columns"):
-        return all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
-    if hasattr(X, "format") and hasattr(X, "nnz"):  # scipy sparse: numeric, refused later
-        return True
-    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
-        X = np.asarray(X)
-    if isinstance(X, np.ndarray) and X.dtype.kind != "O":
-        return X.dtype.kind not in "USa"
-    try:
-        first = X[0]
-        first = first[0] if isinstance(first, (list, tuple, np.ndarray)) and len(first) else first
-    except (TypeError, IndexError, KeyError):
-        return False
-    return isinstance(first, (int, float, np.number)) and not isinstance(first, bool)
 
 
 class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):

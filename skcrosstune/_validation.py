@@ -2,19 +2,35 @@
 
 Every public entry point that receives raw text calls :func:`check_texts`
 first, so a user gets one clear error at the boundary instead of a stack
-trace from inside a tokenizer, and nothing is ever dropped silently.
+trace from inside a tokenizer, and nothing is ever dropped silently. An
+estimator checks its texts, labels, descriptions and label words *before*
+its first query, so bad input never costs a paid request.
+
+Containers without a fixed order (sets, dicts) and iterators that can be
+read only once (generators) are refused with a ``TypeError``: texts and
+labels are matched by position, and an estimator reads its input more than
+once.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TextBatch", "check_texts"]
+__all__ = [
+    "TextBatch",
+    "check_label_descriptions",
+    "check_label_word_groups",
+    "check_labels",
+    "check_texts",
+    "count_inputs",
+    "is_numeric_input",
+]
 
 
 @dataclass(frozen=True)
@@ -67,14 +83,44 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def check_text(value: str, where: str, name: str) -> str:
+    """``value`` when it can be encoded as UTF-8; a lone surrogate (a code point U+D800 to U+DFFF) is refused."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        position, character = exc.start, value[exc.start]
+    else:
+        return value
+    raise ValueError(
+        f"{name} holds a lone surrogate {character!r} at {where}, character {position}: it is not valid "
+        "Unicode text and cannot be sent to a model (decode the bytes it came from with errors='replace')."
+    )
+
+
 def _check_cell(value: Any, where: str, name: str) -> str:
     if isinstance(value, str):
-        return value
+        return check_text(value, where, name)
     if _is_missing(value):
         raise ValueError(
             f"{name} contains a missing value ({value!r}) at {where}; fill or drop missing texts before embedding them."
         )
     raise TypeError(f"{name} must contain only strings, but found {type(value).__name__} {value!r} at {where}.")
+
+
+def _refuse_unordered(X: Any, name: str, what: str) -> None:
+    """A set, a dict or an iterator cannot be matched position by position; say what to pass instead."""
+    kind = type(X).__name__
+    if isinstance(X, AbstractSet):
+        raise TypeError(
+            f"{name} is a {kind}, whose order is arbitrary, so it cannot be matched to labels or outputs "
+            f"position by position: pass a list of {what} (e.g. sorted({name}))."
+        )
+    if isinstance(X, Mapping):
+        raise TypeError(f"{name} is a {kind}: pass a list of {what} (e.g. list({name}.values())).")
+    if isinstance(X, Iterator):
+        raise TypeError(f"{name} is a {kind}, which can be read only once: pass a list of {what} (e.g. list({name})).")
 
 
 def _rows_from_container(X: Any, name: str):
@@ -86,6 +132,7 @@ def _rows_from_container(X: Any, name: str):
         raise TypeError(
             f"{name} must be a collection of texts, not a single {type(X).__name__}; wrap it in a list: [{X!r:.40}]."
         )
+    _refuse_unordered(X, name, "texts")
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # pandas DataFrame
         columns = list(X.columns)
         if all(isinstance(c, str) for c in columns):
@@ -134,11 +181,12 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
     Raises
     ------
     TypeError
-        For None, a lone string, numeric arrays, non-string cells and lazy
-        Dask collections (which would be gathered whole).
+        For None, a lone string, numeric arrays, non-string cells, lazy Dask
+        collections (which would be gathered whole), and containers without a
+        fixed order or that can be read only once (sets, dicts, generators).
     ValueError
-        For an empty collection, missing values, ragged pairs or a wrong
-        number of columns.
+        For an empty collection, missing values, lone surrogates, ragged
+        pairs or a wrong number of columns.
     """
     if hasattr(X, "__dask_graph__"):  # gathering a lazy collection here would defeat its partitions
         raise TypeError(
@@ -192,6 +240,9 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
 
     Raises
     ------
+    TypeError
+        For a set, dict or generator, and for labels mixing strings and
+        numbers (numpy would silently turn the numbers into strings).
     ValueError
         For a length that does not match the inputs, missing values, or a
         single class.
@@ -201,6 +252,13 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
 
     if y is None:
         raise ValueError(f"This classifier requires y to be passed, but the target {name} is None.")
+    _refuse_unordered(y, name, "labels")
+    if hasattr(y, "to_numpy"):
+        values = y.to_numpy(dtype=object)
+    else:
+        values = y if isinstance(y, (list, tuple)) else np.asarray(y)
+    if not isinstance(values, np.ndarray) or values.dtype == object:
+        _check_one_label_type(values, name)
     y = column_or_1d(np.asarray(y), warn=True)
     if len(y) != n_samples:
         raise ValueError(f"{name} has {len(y)} labels for {n_samples} inputs; they must match one to one.")
@@ -210,8 +268,28 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"{name} has only one class ({classes[0]!r}); at least two are needed.")
+        raise ValueError(f"{name} has only one class ({_label_key(classes[0])!r}); at least two are needed.")
+    for label in classes:  # a label may become the text of its description
+        if isinstance(label, str):
+            check_text(label, f"the label {label!r:.40}", name)
     return classes, y_index
+
+
+def _check_one_label_type(values, name: str) -> None:
+    """Refuse labels that mix strings and numbers, naming one of each."""
+    first: dict[str, tuple[int, Any]] = {}
+    for i, value in enumerate(values.ravel() if isinstance(values, np.ndarray) else values):
+        if isinstance(value, str):
+            first.setdefault("str", (i, value))
+        elif isinstance(value, numbers.Number) and not _is_missing(value):
+            first.setdefault("number", (i, value))
+        if len(first) == 2:
+            (i, a), (j, b) = sorted(first.values(), key=lambda entry: entry[0])
+            raise TypeError(
+                f"{name} mixes strings and numbers ({type(a).__name__} {a!r} at position {i}, "
+                f"{type(b).__name__} {b!r} at position {j}), which would silently become strings: "
+                "give every label the same type."
+            )
 
 
 def check_label_descriptions(
@@ -236,14 +314,93 @@ def check_label_descriptions(
     missing = [c for c in classes if _label_key(c) not in given]
     if missing:
         raise ValueError(f"{name} has no entry for the classes {missing}; every class needs one.")
-    out = []
-    for c in classes:
-        value = given[_label_key(c)]
-        texts = [value] if isinstance(value, str) else list(value)
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"The {name} of class {c!r} must be a non-empty str or list of str, got {value!r}.")
-        out.append(texts)
-    return out
+    return [_texts_of_entry(given[_label_key(c)], f"{name} of class {_label_key(c)!r}") for c in classes]
+
+
+def _texts_of_entry(value: Any, what: str) -> list[str]:
+    """One description or label word, or a list of them, as a non-empty list of non-blank texts.
+
+    ``what`` names the entry in messages, e.g. ``"label_words of class 'pos'"``: a wrong type is a
+    ``TypeError``, an empty list or a blank text a ``ValueError``.
+    """
+    expected = f"The {what} must be a non-empty str or a list of them"
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"{expected}, got {type(value).__name__} {value!r:.60}.")
+    if not texts:
+        raise ValueError(f"{expected}, got an empty list.")
+    for i, text in enumerate(texts):
+        where = "its text" if isinstance(value, str) else f"item {i}"
+        if not isinstance(text, str):
+            raise TypeError(f"{expected}, got {type(text).__name__} {text!r:.60} at {where}.")
+        if not text.strip():
+            raise ValueError(f"{expected}, got a blank text at {where}.")
+        check_text(text, where, f"The {what}")
+    return list(texts)
+
+
+def check_label_word_groups(label_words: Any, *, name: str = "label_words") -> list[list[str]]:
+    """Label words given as a sequence, one entry (a word or a list of words) per class, in order.
+
+    Raises
+    ------
+    TypeError
+        For None, a lone string, a set or dict, or an entry that is not a
+        str or a list of str.
+    ValueError
+        For an empty sequence, or an empty or blank entry.
+    """
+    if isinstance(label_words, (str, bytes)) or label_words is None:
+        raise TypeError(
+            f"{name} must be a sequence with one entry per class (a word or a list of words), got {label_words!r}."
+        )
+    _refuse_unordered(label_words, name, "label words, one entry per class")
+    if not isinstance(label_words, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a list with one entry per class, got {type(label_words).__name__}.")
+    groups = [_texts_of_entry(entry, f"{name}[{i}]") for i, entry in enumerate(label_words)]
+    if not groups:
+        raise ValueError(f"{name} is empty: give one entry per class.")
+    return groups
+
+
+def is_numeric_input(X: Any) -> bool:
+    """Whether X holds numeric representations rather than texts.
+
+    Arrays and DataFrames by their dtypes; a list by its first row, which must
+    itself be a list of numbers: a flat list is texts, so a flat list whose
+    first item is a number or NaN gets the texts' error naming that position.
+    """
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):
+        return all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
+    if hasattr(X, "format") and hasattr(X, "nnz"):  # scipy sparse: numeric, refused later
+        return True
+    if isinstance(X, (str, bytes, AbstractSet, Mapping, Iterator)) or X is None:
+        return False
+    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and X.dtype.kind != "O":
+        return X.dtype.kind not in "USa"
+    try:
+        first = X[0]
+    except (TypeError, IndexError, KeyError):
+        return False
+    if not isinstance(first, (list, tuple, np.ndarray)) or len(first) == 0:
+        return False
+    return all(isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) for v in first)
+
+
+def count_inputs(X: Any) -> int:
+    """The number of inputs in X (texts, pairs or representations), after checking texts.
+
+    What an estimator learns before its first paid query, to check ``y``
+    against.
+    """
+    if not is_numeric_input(X):
+        return len(check_texts(X))
+    n_samples = X.shape[0] if hasattr(X, "shape") else len(X) if hasattr(X, "__len__") else len(np.asarray(X))
+    if n_samples == 0:
+        raise ValueError("X is empty: 0 samples, but at least one is required.")
+    return n_samples
 
 
 def _label_key(label: Any):

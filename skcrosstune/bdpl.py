@@ -51,9 +51,9 @@ from ._base import EmbeddingHeadClassifier
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
-from ._validation import check_label_descriptions, check_labels, check_texts
+from ._validation import check_label_descriptions, check_label_word_groups, check_labels, check_texts
 from .cache import QueryCache, default_cache_dir, query_through_cache
-from .embedder import BlackBoxEmbedder, _label_word_groups, _max_per_group
+from .embedder import BlackBoxEmbedder, _max_per_group
 
 __all__ = ["BlackBoxPromptClassifier"]
 
@@ -357,6 +357,10 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         texts = check_texts(X, allow_pairs=False).texts
         self.classes_, y_index = check_labels(y, len(texts))
         self._check_template()
+        # the label words and descriptions given are checked before the black box is asked anything
+        if self.label_words is not None:
+            self._label_words()
+        check_label_descriptions(self.label_descriptions, self.classes_)
         rng = check_random_state(self.random_state)
 
         self.candidates_ = self._mine_candidates(texts)
@@ -431,8 +435,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
                 f"of words) per class, e.g. {{{self.classes_[0]!r}: 'word', ...}}."
             )
         if isinstance(self.label_words, dict):
-            return check_label_descriptions(self.label_words, self.classes_)
-        groups = _label_word_groups(self.label_words)
+            return check_label_descriptions(self.label_words, self.classes_, name="label_words")
+        groups = check_label_word_groups(self.label_words)
         if len(groups) != len(self.classes_):
             raise ValueError(
                 f"label_words has {len(groups)} entries for {len(self.classes_)} classes {list(self.classes_)}; "

@@ -51,7 +51,7 @@ from torch import nn
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
-from ._validation import check_label_descriptions, check_labels
+from ._validation import check_label_descriptions, check_labels, count_inputs
 
 __all__ = ["CrossTuneClassifier"]
 
@@ -263,9 +263,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self : CrossTuneClassifier
             The fitted classifier.
         """
-        H = self._fit_representations(X)
-        self.classes_, y_index = check_labels(y, H.shape[0])
+        # everything is checked before the first paid query
+        self.classes_, y_index = check_labels(y, count_inputs(X))
         self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
+        H = self._fit_representations(X)
 
         flat = [text for texts in self.descriptions_ for text in texts]
         E = self._embed_descriptions(flat)

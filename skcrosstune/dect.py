@@ -59,7 +59,7 @@ from torch import nn
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
-from ._validation import _label_key, check_label_descriptions, check_labels
+from ._validation import _label_key, check_label_descriptions, check_labels, count_inputs
 from .embedder import _max_per_group
 
 __all__ = ["DecTClassifier", "calibrate"]
@@ -317,8 +317,13 @@ class DecTClassifier(EmbeddingHeadClassifier):
         """
         if self.label_words is not None and self.label_descriptions is not None:
             raise ValueError("Give label_words (masked LM) or label_descriptions (embeddings), not both.")
+        # everything is checked before the first paid query
+        self.classes_, y_index = check_labels(y, count_inputs(X))
+        if self.label_words is not None:
+            check_label_descriptions(self.label_words, self.classes_, name="label_words")
+        else:
+            check_label_descriptions(self.label_descriptions, self.classes_)
         H = self._fit_representations(X)
-        self.classes_, y_index = check_labels(y, H.shape[0])
         n_classes = len(self.classes_)
         shots = H.shape[0] / n_classes
         self.zero_shot_weight_ = float(self.zero_shot_weight) if self.zero_shot_weight != "auto" else 1.0

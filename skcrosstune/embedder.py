@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _fit_context
 from ._training import DeviceOptions
-from ._validation import TextBatch, check_texts
+from ._validation import TextBatch, check_label_word_groups, check_texts
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
 from .cache import QueryCache, QueryReport, default_cache_dir, query_through_cache
@@ -468,7 +468,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             )
         if output not in {"logits", "log_probs", "probs"}:
             raise ValueError(f"output must be 'logits', 'log_probs' or 'probs', got {output!r}.")
-        groups = _label_word_groups(label_words)
+        groups = check_label_word_groups(label_words)
         batch = self._check_kind(check_texts(X))
         states = self._raw_states(batch, split_pairs=False)
         flat = [word for group in groups for word in group]
@@ -511,22 +511,6 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []
         tags.requires_fit = True
         return tags
-
-
-def _label_word_groups(label_words) -> list[list[str]]:
-    if isinstance(label_words, (str, bytes)) or label_words is None:
-        raise TypeError(
-            f"label_words must be a sequence with one entry per class (a word or a list of words), got {label_words!r}."
-        )
-    groups = []
-    for i, entry in enumerate(label_words):
-        group = [entry] if isinstance(entry, str) else list(entry)
-        if not group or not all(isinstance(w, str) and w.strip() for w in group):
-            raise ValueError(f"label_words[{i}] must be a non-empty word or list of non-empty words, got {entry!r}.")
-        groups.append(group)
-    if not groups:
-        raise ValueError("label_words is empty: give one entry per class.")
-    return groups
 
 
 def _max_per_group(scores: np.ndarray, sizes) -> np.ndarray:

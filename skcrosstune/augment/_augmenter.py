@@ -331,6 +331,29 @@ class LLMAugmenter(BaseOverSampler):
         self.verbose = verbose
 
     # ------------------------------------------------------------ validation
+    def fit_resample(self, X, y, **params):
+        """Generate new labelled examples and return them after the gold ones.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or DataFrame of str
+            Texts, or sentence pairs.
+        y : array-like of shape (n_samples,)
+            Class labels of any type.
+        **params : dict
+            Passed on to imbalanced-learn's ``fit_resample``.
+
+        Returns
+        -------
+        X_resampled : ndarray of object
+            The gold inputs, then the kept generated ones.
+        y_resampled : ndarray
+            Their labels.
+        """
+        # texts and labels get skcrosstune's errors (naming the position) before imbalanced-learn's own checks
+        check_labels(y, len(check_texts(X)))
+        return super().fit_resample(X, y, **params)
+
     def _check_X_y(self, X, y, accept_sparse=None):
         """Accept texts or sentence pairs (not numeric features) and labels of any type."""
         y, binarize_y = check_target_type(y, indicate_one_vs_all=True)

@@ -116,7 +116,7 @@ def setup_run(task: str, seed: int, noise: float, server, data_home: Path, n_per
     exclude = set(data.X_train) | set(data.X_dev) | set(data.X_test)
     stand_in = StandInGenerator(read_rows(data_home, task, "full_train.jsonl"), exclude, noise)
     server.chat_reply = stand_in
-    embedder = BlackBoxEmbedder(cache_dir=DEFAULT_CACHE_DIR)
+    embedder = BlackBoxEmbedder(store=DEFAULT_CACHE_DIR)
     classifier = CrossTuneClassifier(embedder, descriptions, random_state=seed)
     augmenter = LLMAugmenter(
         f"openai:stand-in-{task}-noise{round(100 * noise)}",
@@ -126,7 +126,7 @@ def setup_run(task: str, seed: int, noise: float, server, data_home: Path, n_per
         label_descriptions=descriptions,
         n_per_class=n_per_class,
         teacher=CrossTuneClassifier(embedder, descriptions, random_state=seed),
-        cache_dir=DEFAULT_CACHE_DIR,
+        store=DEFAULT_CACHE_DIR,
         random_state=seed,
     )
     return data, stand_in, classifier, augmenter

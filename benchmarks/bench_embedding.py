@@ -10,7 +10,7 @@ repetition, so a drift in machine load hits every side alike):
 - ``embedder, cold cache``: a new ``BlackBoxEmbedder`` on a fresh, empty
   cache folder; ``fit_transform`` queries the model for every text *and*
   writes each answer to the cache (closing the cache is timed too);
-- ``embedder, no cache``: the same with ``cache_dir=None``;
+- ``embedder, no cache``: the same with ``store=None``;
 - ``embedder, warm cache``: a new embedder on the folder the cold run just
   filled, so every text comes from the cache and the model is never called.
 
@@ -138,14 +138,15 @@ class Sides:
         with self.st_autocast():
             return self.st.encode(texts, batch_size=self.args.batch_size, show_progress_bar=False)
 
-    def embed(self, texts: list[str], cache_dir) -> tuple[np.ndarray, int]:
-        """A new embedder's fit_transform, closing its cache; returns the output and the model queries."""
+    def embed(self, texts: list[str], store) -> tuple[np.ndarray, int]:
+        """A new embedder's fit_transform, closing its store; returns the output and the model queries."""
         from skcrosstune import BlackBoxEmbedder
 
-        embedder = BlackBoxEmbedder(batch_size=self.args.batch_size, device=self.args.device, cache_dir=cache_dir)
+        embedder = BlackBoxEmbedder(batch_size=self.args.batch_size, device=self.args.device, store=store)
         out = embedder.fit_transform(texts)
-        if embedder.cache_ is not None:
-            embedder.cache_.close()  # checkpoints the SQLite WAL: part of the cost of the writes
+        opened = embedder._open_store()
+        if opened is not None:
+            opened.close()  # checkpoints the SQLite WAL: part of the cost of the writes
         return out, embedder.n_queries_
 
     def warm_up(self) -> None:
@@ -282,7 +283,7 @@ def render_markdown(report: dict) -> str:
         f"- sentence-transformers precision: {cfg['st_precision']}; the embedder: float32 on the CPU, "
         "bf16/fp16 autocast on CUDA",
         "- embedder rows are a new `BlackBoxEmbedder(...).fit_transform(texts)` each; cold: a fresh empty "
-        "cache folder (cache writes included); no cache: `cache_dir=None`; warm: the folder the cold run filled",
+        "cache folder (cache writes included); no cache: `store=None`; warm: the folder the cold run filled",
         "",
         "## Results",
         "",

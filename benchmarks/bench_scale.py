@@ -224,7 +224,7 @@ def main(argv=None) -> None:
             X_full + split.X_test + split.X_dev + list(descriptions.values()) + list(label_names(split.labels).values())
         )
     )
-    embedder = BlackBoxEmbedder(cache_dir=str(args.cache_dir))
+    embedder = BlackBoxEmbedder(store=str(args.cache_dir))
     start = time.perf_counter()
     vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
     embed_seconds = time.perf_counter() - start

@@ -442,7 +442,7 @@ def run_benchmark(tasks, shots, methods, seeds, *, data_home, cache_dir) -> list
     -------
     records : list of dict
     """
-    embedder = BlackBoxEmbedder(cache_dir=os.path.relpath(cache_dir))
+    embedder = BlackBoxEmbedder(store=os.path.relpath(cache_dir))
     records = []
     for task in tasks:
         for k in shots:

@@ -32,12 +32,13 @@ label words at the mask of a masked LM (a :class:`BlackBoxEmbedder` with
 of a chat model's answer (:class:`~skcrosstune.backends.openai_logprobs.OpenAILogProbBackend`);
 or, on any embedding model, the cosine similarities between the prompted
 text and the label descriptions. Every prompted text goes through the query
-cache, and ``max_queries`` bounds what the search may ask for.
+store, and ``max_queries`` bounds what the search may ask for.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import string
 from numbers import Integral, Real
 
@@ -52,8 +53,9 @@ from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_label_word_groups, check_labels, check_texts
-from .cache import QueryCache, default_cache_dir, query_through_cache
+from .cache import query_through_store
 from .embedder import BlackBoxEmbedder, _max_per_group
+from .stores import open_store
 
 __all__ = ["BlackBoxPromptClassifier"]
 
@@ -74,8 +76,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         prompted text to ``label_descriptions``; an object with
         ``label_word_log_probs(items, label_words)`` and ``fingerprint()``,
         such as :class:`~skcrosstune.backends.openai_logprobs.OpenAILogProbBackend`,
-        gives log-probabilities of ``label_words`` directly and is cached in
-        the default cache folder.
+        gives log-probabilities of ``label_words`` directly, kept in ``store``.
 
     label_words : dict or list, default=None
         For label-word black boxes: label -> word (or list of words, whose
@@ -111,8 +112,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     max_queries : int or None, default=20000
         Upper bound on the prompted texts the search asks the black box about
         (training steps and held-out evaluations, each distinct input once
-        per request, whether the cache or the black box answers it, so the
-        result does not depend on the cache). None: no bound.
+        per request, whether the store or the black box answers it, so the
+        result does not depend on the store). None: no bound.
 
     learning_rate : float, default=0.05
         AdamW learning rate of the slot distributions.
@@ -150,6 +151,12 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     min_ngram_count : int, default=1
         The fewest occurrences of a candidate in the training texts.
 
+    store : "auto", str, path or None, default="auto"
+        Where the answers of a log-probability black box are kept, resolved
+        each time it is queried, on the machine running (as for
+        :class:`BlackBoxEmbedder`, whose own ``store`` serves the other black
+        boxes).
+
     random_state : int, RandomState instance or None, default=None
         Seeds the held-out split, the mini-batches and the sampled prompts;
         the same value gives the same prompt.
@@ -179,9 +186,6 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
 
     log_prob_backend_ : object
         A copy of ``embedder`` (log-probability black box only).
-
-    cache_ : QueryCache
-        Its query cache, in the default cache folder (log-probability black box only).
 
     temperature_ : float
         The temperature used.
@@ -219,7 +223,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         predictions included: every prompted text is new to the black box).
 
     n_cache_hits_ : int
-        Inputs answered by the cache since ``fit``.
+        Inputs answered by the store since ``fit``.
 
     See Also
     --------
@@ -284,6 +288,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         "max_ngram_length": [Interval(Integral, 1, None, closed="left")],
         "min_pmi": [Real],
         "min_ngram_count": [Interval(Integral, 1, None, closed="left")],
+        "store": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -311,6 +316,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         max_ngram_length=5,
         min_pmi=1.0,
         min_ngram_count=1,
+        store="auto",
         random_state=None,
         verbose=False,
     ):
@@ -334,6 +340,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         self.max_ngram_length = max_ngram_length
         self.min_pmi = min_pmi
         self.min_ngram_count = min_ngram_count
+        self.store = store
         self.random_state = random_state
         self.verbose = verbose
 
@@ -407,8 +414,6 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             self.black_box_ = "log_probs"
             self.label_words_ = self._label_words()
             self.log_prob_backend_ = copy.deepcopy(box)
-            words = sorted({w for group in self.label_words_ for w in group})
-            self.cache_ = QueryCache(default_cache_dir(), {**box.fingerprint(), "label_words": words})
             return
         self.embedder_ = clone(BlackBoxEmbedder() if box is None else box).fit(texts)
         # an API embedder of unknown width pays one query while fitting
@@ -567,16 +572,18 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         return [self.template.format(prompt=prompt, text=text).strip() for text in texts]
 
     def _class_scores(self, items: list[str], *, requested: bool = False) -> np.ndarray:
-        """Class scores of prompted inputs, through the cache, counted (``requested``: in the search budget)."""
+        """Class scores of prompted inputs, through the store, counted (``requested``: in the search budget)."""
         if requested:
             self.n_requested_ += len(set(items))
         if self.black_box_ == "log_probs":
             flat = [w for group in self.label_words_ for w in group]
-            raw, report = query_through_cache(
+            fingerprint = {**self.log_prob_backend_.fingerprint(), "label_words": sorted(set(flat))}
+            raw, report = query_through_store(
                 items,
                 lambda batch: self.log_prob_backend_.label_word_log_probs(batch, flat),
-                cache=self.cache_,
+                store=open_store(self.store, fingerprint),
                 batch_size=self.batch_size,
+                width=len(flat),
             )
             self.n_queries_ += report.n_queried
             self.n_cache_hits_ += report.n_cached

@@ -1,82 +1,58 @@
-"""The query cache: the one place that decides whether a black-box query is paid for.
+"""query_through_store: the one place that decides whether a black-box query is paid for.
 
-Answers are stored per item (a text, or a sentence pair), content-addressed by
-a hash of the backend fingerprint and the item, in one SQLite file per
-fingerprint. SQLite gives atomic, durable transactions and safe concurrent
-writers (two GridSearchCV workers sharing a folder), and no pickle is ever
-read back: an entry is raw float32 bytes, its shape and a checksum. Results
-are committed as each batch finishes, so a run killed halfway resumes without
-re-querying what it already paid for; an entry whose checksum does not match
-is treated as missing and recomputed, never returned.
+For a list of items (texts, or sentence pairs) it answers each unique item
+once, in this order:
+
+1. look the items up in the store (:mod:`skcrosstune.stores`);
+2. claim the missing ones, so that other threads, processes and machines
+   sharing the store wait for this caller's answers instead of paying for
+   them again;
+3. ask the black box for the claimed items only, in batches (longest first),
+   and check every batch (one finite row of the expected width per input,
+   plus the caller's own check) *before* storing it;
+4. store each batch as soon as it is answered and release its claims, so a
+   run killed halfway loses at most the batch in flight;
+5. wait, polling with backoff, for the items others are fetching, and take
+   over any whose claim ended without an answer (its owner failed, was
+   killed, or its lease ran out).
+
+The answers are written into one preallocated array, so the peak memory of a
+call is the output plus one batch, not a copy per stage.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sqlite3
+import threading
 import time
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "QueryCache",
-    "QueryReport",
-    "default_cache_dir",
-    "fingerprint_digest",
-    "query_through_cache",
-]
+from .backends.base import BlackBoxError
+from .stores.base import Store, new_owner
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY,
-    dtype TEXT NOT NULL,
-    shape TEXT NOT NULL,
-    data BLOB NOT NULL,
-    checksum TEXT NOT NULL
-)
-"""
-_SQL_VARIABLE_LIMIT = 500
+__all__ = ["LEASE_SECONDS", "WAIT_SECONDS", "QueryReport", "query_through_store"]
 
+#: Seconds a claim on an item being fetched stays valid without renewal. The
+#: owner renews its claims every third of this while it queries, so a slow
+#: batch keeps them; a killed owner holds up the others for at most this long
+#: (on its own machine not at all: a claim whose process is gone is taken
+#: over at once).
+LEASE_SECONDS = 60.0
 
-def default_cache_dir() -> Path:
-    """The user cache folder.
+#: Seconds a caller waits for answers that others are fetching before it pays
+#: for them itself (with a warning): a bound on waiting for a live but stuck owner.
+WAIT_SECONDS = 600.0
 
-    ``$SKCROSSTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/skcrosstune``, else
-    ``~/.cache/skcrosstune``.
-    """
-    env = os.environ.get("SKCROSSTUNE_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "skcrosstune"
-
-
-def _canonical_json(value) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
-def fingerprint_digest(fingerprint: dict) -> str:
-    """A stable hex digest of a backend fingerprint (a JSON-able dict)."""
-    return hashlib.blake2b(_canonical_json(fingerprint), digest_size=16).hexdigest()
-
-
-def _checksum(data: bytes, dtype: str, shape: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(dtype.encode())
-    h.update(shape.encode())
-    h.update(data)
-    return h.hexdigest()
+_LOOKUP_CHUNK = 1000  # keys per store look-up: the look-up never holds more than this many rows at once
+_FIRST_POLL, _LONGEST_POLL = 0.02, 0.5
 
 
 @dataclass
 class QueryReport:
-    """What one call cost: items asked for, unique items, cache answers, queries sent."""
+    """What one call cost: items asked for, unique items, store answers, queries sent, corrupt entries."""
 
     n_items: int = 0
     n_unique: int = 0
@@ -90,251 +66,280 @@ class QueryReport:
         return self
 
 
-@dataclass
-class QueryCache:
-    """A persistent store of black-box answers for one backend fingerprint.
-
-    Parameters
-    ----------
-    directory : str or Path
-        The cache folder; created on first write.
-    fingerprint : dict
-        JSON-able description of the backend and every setting that changes
-        its answers. Its digest names the SQLite file and is mixed into every
-        key, so no entry can answer for another model or setting.
-    """
-
-    directory: Path
-    fingerprint: dict
-    _connection: sqlite3.Connection | None = field(default=None, init=False, repr=False)
-    _pid: int | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self):
-        self.directory = Path(self.directory).expanduser()
-        self.digest = fingerprint_digest(self.fingerprint)
-
-    @property
-    def path(self) -> Path:
-        """The SQLite file of this fingerprint."""
-        return self.directory / f"{self.digest}.sqlite3"
-
-    def key(self, item: Hashable) -> str:
-        """The content address of ``item`` (a str or a tuple of str)."""
-        h = hashlib.blake2b(digest_size=20)
-        h.update(self.digest.encode())
-        h.update(b"\x00")
-        h.update(_canonical_json(item))
-        return h.hexdigest()
-
-    # -- connection handling -------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        # A connection must never cross a fork: reopen in each process.
-        if self._connection is not None and self._pid == os.getpid():
-            return self._connection
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_fingerprint_file()
-        try:
-            self._connection = self._open()
-        except sqlite3.DatabaseError as exc:
-            self._quarantine(exc)
-            self._connection = self._open()
-        self._pid = os.getpid()
-        return self._connection
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 60000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(_SCHEMA)
-        conn.execute("SELECT count(*) FROM entries LIMIT 1").fetchone()
-        return conn
-
-    def _quarantine(self, exc: Exception) -> None:
-        """Move an unreadable database file aside and start a fresh one."""
-        self.close()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                src.replace(Path(str(self.path) + suffix + f".corrupt-{stamp}"))
-        warnings.warn(
-            f"The query cache file {self.path} could not be read ({exc}); it was "
-            "moved aside and a fresh cache started. Affected texts will be re-queried.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-    def _write_fingerprint_file(self) -> None:
-        """A readable note next to the database saying which backend it serves."""
-        target = self.directory / f"{self.digest}.json"
-        if target.exists():
-            return
-        tmp = target.with_suffix(f".json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True))
-        os.replace(tmp, target)
-
-    def close(self) -> None:
-        """Close this process's connection (reopened on next use)."""
-        if self._connection is not None and self._pid == os.getpid():
-            self._connection.close()
-        self._connection = None
-        self._pid = None
-
-    def __getstate__(self):
-        return {"directory": self.directory, "fingerprint": self.fingerprint, "digest": self.digest}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._connection = None
-        self._pid = None
-
-    # -- reading and writing -------------------------------------------------
-    def get_many(self, keys: Sequence[str]) -> tuple[dict, int]:
-        """Stored arrays for ``keys``; returns ``(found, n_corrupt)``.
-
-        Entries that fail their checksum or cannot be decoded are deleted and
-        left out of ``found``, so the caller recomputes them.
-        """
-        found: dict[str, np.ndarray] = {}
-        corrupt: list[str] = []
-        conn = self._connect()
-        for start in range(0, len(keys), _SQL_VARIABLE_LIMIT):
-            chunk = list(keys[start : start + _SQL_VARIABLE_LIMIT])
-            marks = ",".join("?" * len(chunk))
-            try:
-                rows = conn.execute(
-                    f"SELECT key, dtype, shape, data, checksum FROM entries WHERE key IN ({marks})",
-                    chunk,
-                ).fetchall()
-            except sqlite3.DatabaseError as exc:
-                self._quarantine(exc)
-                return {}, 0
-            for key, dtype, shape, data, checksum in rows:
-                array = _decode(dtype, shape, data, checksum)
-                if array is None:
-                    corrupt.append(key)
-                else:
-                    found[key] = array
-        if corrupt:
-            with _transaction(conn):
-                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in corrupt])
-        return found, len(corrupt)
-
-    def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Store arrays atomically: all of this batch is committed, or none."""
-        rows = []
-        for key, array in entries:
-            array = np.ascontiguousarray(array)
-            dtype, shape, data = array.dtype.str, json.dumps(list(array.shape)), array.tobytes()
-            rows.append((key, dtype, shape, data, _checksum(data, dtype, shape)))
-        conn = self._connect()
-        with _transaction(conn):
-            conn.executemany(
-                "INSERT OR REPLACE INTO entries (key, dtype, shape, data, checksum) VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-
-    def get_texts(self, keys: Sequence[str]) -> dict[str, str]:
-        """Stored texts (such as generated answers) for ``keys``; corrupt entries are left out."""
-        found, _ = self.get_many(keys)
-        return {key: value.tobytes().decode("utf-8", "surrogatepass") for key, value in found.items()}
-
-    def put_texts(self, entries: Iterable[tuple[str, str]]) -> None:
-        """Store texts atomically, as checksummed UTF-8 bytes."""
-        self.put_many(
-            (key, np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)) for key, text in entries
-        )
-
-    def __len__(self) -> int:
-        return self._connect().execute("SELECT count(*) FROM entries").fetchone()[0]
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on error."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
-
-
-def _decode(dtype: str, shape: str, data: bytes, checksum: str) -> np.ndarray | None:
-    if not isinstance(data, bytes) or _checksum(data, dtype, shape) != checksum:
-        return None
-    try:
-        array = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape))
-    except (ValueError, TypeError):
-        return None
-    return array.copy()
-
-
-def query_through_cache(
+def query_through_store(
     items: Sequence[Hashable],
     compute: Callable[[list], np.ndarray],
     *,
-    cache: QueryCache | None,
+    store: Store | None,
     batch_size: int,
     lengths: Callable[[list], Sequence[int]] | None = None,
+    validate: Callable[[list, np.ndarray], None] | None = None,
+    width: int | None = None,
+    dtype=None,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[np.ndarray, QueryReport]:
-    """Answer ``items`` from the cache, querying ``compute`` only for what it lacks.
-
-    Duplicate items are queried once. Missing items are sent in batches of
-    ``batch_size``, longest first when ``lengths`` is given (to pad little),
-    and each batch is committed to the cache as soon as it returns.
+    """Answer ``items`` from the store, asking ``compute`` only for what nobody has paid for.
 
     Parameters
     ----------
     items : sequence of hashable
-        Texts, or ``(text, text_pair)`` tuples.
+        Texts, or ``(text, text_pair)`` tuples. Duplicates are answered once.
     compute : callable
-        ``compute(list_of_items) -> ndarray`` with one row per item: the
-        black-box query.
-    cache : QueryCache or None
-        None disables persistence (duplicates are still queried once).
+        ``compute(list_of_items) -> ndarray`` of shape (n, ...), one row per
+        item: the black-box query.
+    store : Store or None
+        Where answers are kept and claimed (:func:`skcrosstune.stores.open_store`);
+        None keeps nothing (duplicates within the call are still sent once).
     batch_size : int
+        Items per call of ``compute``.
     lengths : callable, optional
-        ``lengths(missing_items) -> sequence of int``, used to sort misses;
-        called only when something is missing.
+        ``lengths(items) -> sequence of int``; when given, the items to send
+        are sorted longest first (batches pad little).
+    validate : callable, optional
+        ``validate(batch, rows)`` raises if the rows cannot be the answers of
+        ``batch``; called after the built-in checks, before anything is stored.
+    width : int, optional
+        The expected row width: computed rows of another width are an error,
+        stored ones are stale and fetched again. None: the first row seen sets it.
+    dtype : dtype, optional
+        The output's dtype; None: the first answers'.
     progress : callable, optional
-        Called with the number of items finished after each batch.
+        Called with the number of items after each answered batch.
 
     Returns
     -------
     answers : ndarray of shape (len(items), ...)
+        One row per item, in the order of ``items``.
     report : QueryReport
+        What the call cost.
+
+    Raises
+    ------
+    BlackBoxError
+        When the black box answers a batch with the wrong number of rows, the
+        wrong width, non-numeric or non-finite values, or ``validate``
+        rejects it. Nothing of that batch is stored; earlier batches are.
     """
-    report = QueryReport(n_items=len(items))
-    unique = list(dict.fromkeys(items))
-    report.n_unique = len(unique)
-    answers: dict = {}
-    if cache is not None:
-        keys = {item: cache.key(item) for item in unique}
-        stored, report.n_corrupt = cache.get_many(list(keys.values()))
-        for item in unique:
-            if keys[item] in stored:
-                answers[item] = stored[keys[item]]
-        report.n_cached = len(answers)
-    missing = [item for item in unique if item not in answers]
-    if lengths is not None and len(missing) > batch_size:
-        order = np.argsort(-np.asarray(lengths(missing)), kind="stable")
-        missing = [missing[i] for i in order]
-    for start in range(0, len(missing), batch_size):
-        batch = missing[start : start + batch_size]
-        rows = np.asarray(compute(batch))
-        if len(rows) != len(batch):
-            raise RuntimeError(f"The black box returned {len(rows)} answers for {len(batch)} inputs.")
-        if cache is not None:
-            cache.put_many((keys[item], row) for item, row in zip(batch, rows, strict=True))
-        answers.update(zip(batch, rows, strict=True))
-        report.n_queried += len(batch)
-        if progress is not None:
-            progress(len(batch))
-    return np.stack([answers[item] for item in items]), report
+    answers = _Answers(items, width, dtype)
+    report = QueryReport(n_items=len(items), n_unique=len(answers.unique))
+    if store is None:
+        _Payer(answers, compute, None, None, batch_size, lengths, validate, progress, report).pay(answers.unique)
+        return answers.result(), report
+
+    keys = {item: store.key(item) for item in answers.unique}
+    look_up = _LookUp(store, keys, answers, report)
+    missing = look_up(answers.unique)
+    if missing:
+        owner = new_owner()
+        payer = _Payer(answers, compute, store, owner, batch_size, lengths, validate, progress, report)
+        _claim_and_pay(missing, keys, store, owner, look_up, payer)
+    return answers.result(), report
+
+
+def _claim_and_pay(missing, keys, store, owner, look_up, payer) -> None:
+    """Pay for what this caller claims, then wait for (or take over) what others are fetching."""
+    granted = set(store.claim([keys[item] for item in missing], owner, LEASE_SECONDS))
+    others = [item for item in missing if keys[item] not in granted]
+    payer.pay_claimed([item for item in missing if keys[item] in granted], look_up)
+    deadline = time.monotonic() + WAIT_SECONDS
+    delay = _FIRST_POLL
+    while others:
+        others = look_up(others)
+        if not others:
+            break
+        taken = set(store.claim([keys[item] for item in others], owner, LEASE_SECONDS))
+        if taken:
+            payer.pay_claimed([item for item in others if keys[item] in taken], look_up)
+            others = [item for item in others if keys[item] not in taken]
+            continue
+        if time.monotonic() > deadline:
+            warnings.warn(
+                f"{len(others)} inputs claimed by another user of the store {store.describe()} were not answered "
+                f"within {WAIT_SECONDS:.0f} s (skcrosstune.cache.WAIT_SECONDS); querying them here.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            payer.pay(others)
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, _LONGEST_POLL)
+
+
+class _Answers:
+    """The output array, filled row by row at every position of each unique item."""
+
+    def __init__(self, items: Sequence[Hashable], width: int | None, dtype):
+        self.n = len(items)
+        self.positions: dict[Hashable, list[int]] = {}
+        for i, item in enumerate(items):
+            self.positions.setdefault(item, []).append(i)
+        self.unique = list(self.positions)
+        self.row_shape = None if width is None else (int(width),)
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.out: np.ndarray | None = None
+
+    def fill(self, batch: list, rows: np.ndarray) -> None:
+        if self.out is None:
+            self.row_shape = self.row_shape or rows.shape[1:]
+            self.out = np.empty((self.n, *self.row_shape), dtype=self.dtype or rows.dtype)
+        if all(len(self.positions[item]) == 1 for item in batch):
+            self.out[[self.positions[item][0] for item in batch]] = rows
+            return
+        for row, item in zip(rows, batch, strict=True):
+            self.out[self.positions[item]] = row
+
+    def fits(self, array: np.ndarray) -> bool:
+        """Whether a stored answer can be served: the expected shape, finite numbers."""
+        if array.dtype.kind not in "fiu" or (self.row_shape is not None and array.shape != self.row_shape):
+            return False
+        return bool(np.isfinite(array).all())
+
+    def result(self) -> np.ndarray:
+        if self.out is None:
+            return np.empty((0, *(self.row_shape or (0,))), dtype=self.dtype or np.float32)
+        return self.out
+
+
+class _LookUp:
+    """Serve what the store holds, in chunks straight into the output; returns the items still missing."""
+
+    def __init__(self, store: Store, keys: dict, answers: _Answers, report: QueryReport):
+        self.store, self.keys, self.answers, self.report = store, keys, answers, report
+
+    def __call__(self, items: list) -> list:
+        missing = []
+        hits = 0
+        for start in range(0, len(items), _LOOKUP_CHUNK):
+            chunk = items[start : start + _LOOKUP_CHUNK]
+            found, n_corrupt = self.store.get_many([self.keys[item] for item in chunk])
+            self.report.n_corrupt += n_corrupt
+            served = []
+            for item in chunk:
+                array = found.pop(self.keys[item], None)
+                if array is not None and self.answers.row_shape is None:
+                    self.answers.row_shape = array.shape
+                if array is not None and self.answers.fits(array):
+                    served.append((item, array))
+                else:
+                    self.report.n_corrupt += array is not None
+                    missing.append(item)
+            if served:
+                self.answers.fill([item for item, _ in served], np.stack([array for _, array in served]))
+                hits += len(served)
+        if hits:
+            self.report.n_cached += hits
+            self.store.add_counts(hits=hits)
+        return missing
+
+
+class _Payer:
+    """Send items to the black box in batches; check, store and release each batch as it returns."""
+
+    def __init__(self, answers, compute, store, owner, batch_size, lengths, validate, progress, report):
+        self.answers, self.compute, self.store, self.owner = answers, compute, store, owner
+        self.batch_size, self.lengths, self.validate = batch_size, lengths, validate
+        self.progress, self.report = progress, report
+
+    def pay_claimed(self, items: list, look_up: _LookUp) -> None:
+        """Pay for claimed items, first serving any answered between the look-up and the claim."""
+        if not items:
+            return
+        keys = look_up.keys
+        try:
+            missing = look_up(items)
+        except BaseException:
+            self.store.release([keys[item] for item in items], self.owner)
+            raise
+        answered = set(items).difference(missing)
+        if answered:
+            self.store.release([keys[item] for item in answered], self.owner)
+        with _LeaseKeeper(self.store, self.owner, [keys[item] for item in missing]) as lease:
+            self.pay(missing, lease=lease, keys=keys)
+
+    def pay(self, items: list, *, lease: _LeaseKeeper | None = None, keys: dict | None = None) -> None:
+        if self.lengths is not None and len(items) > self.batch_size:
+            order = np.argsort(-np.asarray(self.lengths(items)), kind="stable")
+            items = [items[i] for i in order]
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            rows = self.compute(batch)
+            self.report.n_queried += len(batch)
+            if self.store is not None:
+                self.store.add_counts(sent=len(batch))
+            rows = self._check(batch, rows)
+            if self.store is not None:
+                batch_keys = [keys[item] if keys else self.store.key(item) for item in batch]
+                self.store.put_many(zip(batch_keys, rows, strict=True))
+                if lease is not None:
+                    lease.done(batch_keys)
+            self.answers.fill(batch, rows)
+            if self.progress is not None:
+                self.progress(len(batch))
+
+    def _check(self, batch: list, rows) -> np.ndarray:
+        """The rows as an array, if they can be the answers of ``batch``; else a clear error."""
+        problem = None
+        try:
+            rows = np.asarray(rows)
+        except (ValueError, TypeError):
+            problem = "rows of different lengths or types"
+        if problem is None and rows.dtype.kind not in "fiu":
+            problem = f"values of type {rows.dtype} instead of numbers"
+        elif problem is None and (rows.ndim < 2 or len(rows) != len(batch)):
+            problem = f"an array of shape {rows.shape} for {len(batch)} inputs"
+        elif problem is None and self.answers.row_shape is not None and rows.shape[1:] != self.answers.row_shape:
+            problem = f"rows of shape {rows.shape[1:]} where {self.answers.row_shape} was expected"
+        elif problem is None:
+            bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))
+            if len(bad):
+                first = _preview(batch[bad[0]])
+                problem = f"non-finite values (NaN or infinity) for {len(bad)} inputs, the first {first}"
+        if problem is not None:
+            raise BlackBoxError(f"The black box answered {problem}; nothing of this batch was stored.")
+        if self.validate is not None:
+            self.validate(batch, rows)
+        return rows
+
+
+def _preview(item) -> str:
+    text = repr(item)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _LeaseKeeper:
+    """Renews an owner's claims every third of the lease while its batches run; releases what is left at the end."""
+
+    def __init__(self, store: Store, owner: str, keys: list[str]):
+        self.store, self.owner = store, owner
+        self.pending = set(keys)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="skcrosstune-lease", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        if self.pending:
+            self._thread.start()
+        return self
+
+    def done(self, keys: list[str]) -> None:
+        with self._lock:
+            self.pending.difference_update(keys)
+        self.store.release(keys, self.owner)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            with self._lock:
+                keys = list(self.pending)
+            try:
+                self.store.extend(keys, self.owner, LEASE_SECONDS)
+            except Exception:  # noqa: BLE001 - a missed renewal only lets another caller take over
+                pass
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            left = list(self.pending)
+        if left:  # a failure: let the others take over at once
+            self.store.release(left, self.owner)

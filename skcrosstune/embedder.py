@@ -1,4 +1,4 @@
-"""BlackBoxEmbedder: the scikit-learn face of a black box and its query cache."""
+"""BlackBoxEmbedder: the scikit-learn face of a black box and its query store."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from ._training import DeviceOptions
 from ._validation import TextBatch, check_label_word_groups, check_texts
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
-from .cache import QueryCache, QueryReport, default_cache_dir, query_through_cache
+from .cache import QueryReport, query_through_store
+from .stores import Store, open_store, query_counts
 
 __all__ = ["BlackBoxEmbedder"]
 
@@ -31,9 +32,11 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
     The black box is a local Hugging Face model used forward only (by default
     the embedded all-MiniLM-L6-v2), or an OpenAI-compatible embeddings API.
-    Every answer is stored in a per-text, content-addressed disk cache, so
-    refitting, cross-validation folds and other processes sharing the cache
-    folder query each unique text once in total.
+    Every answer is kept in a per-text, content-addressed query store, so
+    refitting, cross-validation folds, and the threads and processes sharing
+    the store (a grid search with ``n_jobs``, several notebooks) send each
+    unique text to the black box once in total: a text another user of the
+    store is already fetching is waited for, not sent again.
 
     Parameters
     ----------
@@ -68,7 +71,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         cosine alone beat the full set and joint encoding.
 
     normalize : bool, default=True
-        Scale each representation to unit length. Applied after the cache,
+        Scale each representation to unit length. Applied after the store,
         so it never causes a new query.
 
     max_length : int, default=None
@@ -82,10 +85,16 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         Where a local model runs: ``"auto"`` (CUDA when present, with bf16 or
         fp16 autocast), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
 
-    cache_dir : str, path, "auto" or None, default="auto"
-        The cache folder. ``"auto"`` uses ``$SKCROSSTUNE_CACHE_DIR``, else the
-        user cache folder (``~/.cache/skcrosstune``); None disables the
-        cache (duplicates within one call are still queried once).
+    store : "auto", str, path or None, default="auto"
+        Where answers are kept, resolved each time the embedder queries, on
+        the machine running it (a fitted model holds no path, so it can be
+        pickled on one machine and used on another). ``"auto"``:
+        ``$SKCROSSTUNE_CACHE_DIR``, else the user cache folder
+        (``~/.cache/skcrosstune``); if that cannot be used, one warning is
+        given and the work goes on without a store. A folder path: SQLite
+        files there (an unusable folder is an error). ``"redis://host:port/db"``:
+        a Redis server shared by many machines (needs the ``redis`` extra).
+        None: no store (duplicates within one call are still sent once).
 
     base_url : str, default=None
         Endpoint of an OpenAI-compatible API (``model="openai:..."``), e.g.
@@ -116,9 +125,6 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
     backend_ : Backend
         The black box; loads its model or client lazily, on the first query.
 
-    cache_ : QueryCache or None
-        The cache used, or None when disabled.
-
     is_pair_ : bool
         Whether the embedder was fitted on sentence pairs.
 
@@ -135,7 +141,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         Inputs sent to the black box since :meth:`fit`.
 
     n_cache_hits_ : int
-        Inputs answered by the cache since :meth:`fit`.
+        Inputs answered by the store since :meth:`fit` (in this process:
+        :meth:`store_counts` totals every process).
 
     See Also
     --------
@@ -143,17 +150,17 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    The cache key covers the backend fingerprint (the weights digest or the
+    The store key covers the backend fingerprint (the weights digest or the
     API endpoint and model, the pooling, template and token budget) and the
-    text. Settings applied after the cache (``normalize``, ``pair_features``,
+    text. Settings applied after the store (``normalize``, ``pair_features``,
     ``batch_size``, ``device``) are not in the key: changing them never
-    re-queries. With separate pair encoding each side is cached as a single
+    re-queries. With separate pair encoding each side is stored as a single
     text, shared with every other task that embeds it.
 
     Examples
     --------
     >>> from skcrosstune import BlackBoxEmbedder
-    >>> embedder = BlackBoxEmbedder(cache_dir=None)
+    >>> embedder = BlackBoxEmbedder(store=None)
     >>> X = embedder.fit_transform(["a gripping, funny film", "dull and far too long"])
     >>> X.shape, X.dtype
     ((2, 384), dtype('float32'))
@@ -171,7 +178,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         "max_length": [Interval(Integral, 4, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [DeviceOptions()],
-        "cache_dir": [str, os.PathLike, None],
+        "store": [str, os.PathLike, None],
         "base_url": [str, None],
         "api_key_env": [str, None],
         "dimensions": [Interval(Integral, 1, None, closed="left"), None],
@@ -192,7 +199,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         max_length=None,
         batch_size=32,
         device="auto",
-        cache_dir="auto",
+        store="auto",
         base_url=None,
         api_key_env="OPENAI_API_KEY",
         dimensions=None,
@@ -209,7 +216,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
-        self.cache_dir = cache_dir
+        self.store = store
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.dimensions = dimensions
@@ -223,7 +230,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         """Check the input and settings and prepare the black box (nothing is queried).
 
         For an API model without ``dimensions``, the first input is embedded
-        (and cached) to learn the output width.
+        (and stored) to learn the output width.
 
         Parameters
         ----------
@@ -249,13 +256,13 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         self.pair_encoding_ = self._resolve_pair_encoding()
         self.template_ = self._resolve_template()
         self.backend_ = self._make_backend()
-        self.cache_ = self._make_cache()
         self.n_queries_ = 0
         self.n_cache_hits_ = 0
-        width = self.backend_.dimension
-        if width is None:
-            width = self._raw_states(TextBatch(texts=batch.texts[:1]), split_pairs=False).shape[1]
-        self.embedding_dim_ = int(width)
+        self.embedding_dim_ = self.backend_.dimension  # None until the probe below learns it
+        if self.embedding_dim_ is None:
+            probe = self._raw_states(TextBatch(texts=batch.texts[:1]), split_pairs=False)
+            self.embedding_dim_ = probe.shape[1]
+        self.embedding_dim_ = int(self.embedding_dim_)
         self.backend_.expected_width = self.embedding_dim_  # an answer of another width is then refused
         self.n_features_out_ = self._output_width(self.embedding_dim_)
         return self
@@ -334,11 +341,24 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             batch_size=self.batch_size,
         )
 
-    def _make_cache(self) -> QueryCache | None:
-        if self.cache_dir is None:
-            return None
-        directory = default_cache_dir() if self.cache_dir == "auto" else self.cache_dir
-        return QueryCache(directory, self.backend_.fingerprint())
+    def _open_store(self) -> Store | None:
+        """The store named by ``store``, resolved now, on this machine."""
+        return open_store(self.store, self.backend_.fingerprint())
+
+    def store_counts(self) -> dict[str, int]:
+        """What every user of this embedder's store paid and was answered for its black box.
+
+        Summed over every process, thread and machine sharing the store (the
+        clones of a grid search included), since the store was created.
+
+        Returns
+        -------
+        counts : dict
+            ``{"sent": inputs sent to the black box, "hits": inputs the store
+            answered}``; zeros without a store.
+        """
+        check_is_fitted(self)
+        return query_counts(self.store, self.backend_.fingerprint())
 
     def _output_width(self, dim: int) -> int:
         if not (self.is_pair_ and self.pair_encoding_ == "separate"):
@@ -347,7 +367,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
-        """Embed texts (or sentence pairs), asking the black box only for what the cache lacks.
+        """Embed texts (or sentence pairs), asking the black box only for what the store lacks.
 
         Parameters
         ----------
@@ -376,17 +396,19 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         return batch
 
     def _raw_states(self, batch: TextBatch, *, split_pairs: bool) -> np.ndarray:
-        """Raw black-box representations through the cache, counted."""
+        """Raw black-box representations through the store, counted."""
         items = batch.texts + batch.text_pairs if split_pairs else batch.items()
         from tqdm.auto import tqdm
 
         with tqdm(total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False) as bar:
-            states, report = query_through_cache(
+            states, report = query_through_store(
                 items,
                 self.backend_.encode,
-                cache=self.cache_,
+                store=self._open_store(),
                 batch_size=self.batch_size,
                 lengths=self.backend_.item_lengths,
+                width=self.embedding_dim_,
+                dtype=np.float32,
                 progress=bar.update,
             )
         self._account(report)
@@ -396,10 +418,10 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         self.n_queries_ += report.n_queried
         self.n_cache_hits_ += report.n_cached
         if report.n_corrupt:
-            logger.warning("%d corrupted cache entries were recomputed.", report.n_corrupt)
+            logger.warning("%d corrupted or unusable stored answers were fetched again.", report.n_corrupt)
         if self.verbose:
             logger.info(
-                "BlackBoxEmbedder: %d inputs, %d unique, %d from cache, %d queried.",
+                "BlackBoxEmbedder: %d inputs, %d unique, %d from the store, %d queried.",
                 report.n_items,
                 report.n_unique,
                 report.n_cached,
@@ -407,10 +429,12 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             )
 
     def _finish(self, states: np.ndarray) -> np.ndarray:
+        """Float32 representations, scaled to unit length in place (block by block: no full-size copy)."""
         states = np.asarray(states, dtype=np.float32)
         if self.normalize:
-            norms = np.linalg.norm(states, axis=1, keepdims=True)
-            states = states / np.maximum(norms, 1e-12)
+            for start in range(0, len(states), 4096):
+                block = states[start : start + 4096]
+                block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         return states
 
     def _pair_features(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -432,10 +456,10 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
     # ----------------------------------------------------------- label words
     def label_word_scores(self, X, label_words, *, output="logits"):
-        """Zero-shot scores of label words at the mask, from the same cached query as :meth:`transform`.
+        """Zero-shot scores of label words at the mask, from the same stored query as :meth:`transform`.
 
         Needs ``pooling="mask"`` on a masked LM. The LM head is applied to the
-        cached mask state, so texts already embedded cost no new query, and
+        stored mask state, so texts already embedded cost no new query, and
         a new set of label words never re-queries.
 
         Parameters
@@ -459,7 +483,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         return self._transform_and_label_word_scores(X, label_words, output=output)[1]
 
     def _transform_and_label_word_scores(self, X, label_words, *, output="logits"):
-        """:meth:`transform` and :meth:`label_word_scores` of ``X`` from one pass over the cache."""
+        """:meth:`transform` and :meth:`label_word_scores` of ``X`` from one pass over the store."""
         check_is_fitted(self)
         if not getattr(self.backend_, "supports_label_words", False):
             raise ValueError(

@@ -102,7 +102,7 @@ def make_augmenter(server, tmp_path, **params):
         n_demonstrations=2,
         teacher=word_teacher(),
         threshold=0.5,
-        cache_dir=tmp_path / "cache",
+        store=tmp_path / "cache",
         timeout=2.0,
         max_retries=2,
         random_state=0,
@@ -144,7 +144,7 @@ def test_the_prompt_holds_task_labels_demonstrations_and_the_request(server, tmp
 def test_demonstrations_are_drawn_with_random_state(server, tmp_path):
     def prompts(seed):
         server.reset()
-        make_augmenter(server, tmp_path, random_state=seed, cache_dir=None).fit_resample(TEXTS, LABELS)
+        make_augmenter(server, tmp_path, random_state=seed, store=None).fit_resample(TEXTS, LABELS)
         return sorted(json.dumps(r.body["messages"]) for r in chat_requests(server))
 
     assert prompts(1) == prompts(1)
@@ -394,14 +394,14 @@ def test_the_generator_can_judge_through_its_log_probabilities(server, tmp_path)
 
 
 def test_the_generator_as_judge_needs_an_api_model(tmp_path):
-    augmenter = LLMAugmenter("/some/local/model", teacher="generator", cache_dir=None)
+    augmenter = LLMAugmenter("/some/local/model", teacher="generator", store=None)
     with pytest.raises(ValueError, match="teacher='generator' needs an 'openai:<name>' model"):
         augmenter.fit_resample(TEXTS, LABELS)
 
 
 # --------------------------------------------------------------- cache and cost
 def test_a_grid_over_threshold_sends_no_new_request_and_fits_no_teacher_twice(server, tmp_path, spy):
-    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path)
+    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, store=tmp_path)
 
     def search(thresholds, cache):
         server.reset()
@@ -409,7 +409,7 @@ def test_a_grid_over_threshold_sends_no_new_request_and_fits_no_teacher_twice(se
         spy.fits.clear()
         pipe = Pipeline(
             [
-                ("augment", make_augmenter(server, tmp_path, teacher=spy(), cv=2, cache_dir=tmp_path / cache)),
+                ("augment", make_augmenter(server, tmp_path, teacher=spy(), cv=2, store=tmp_path / cache)),
                 ("clf", CrossTuneClassifier(embedder, DESCRIPTIONS, max_epochs=10, cv=0, random_state=0)),
             ]
         )
@@ -521,7 +521,7 @@ def test_an_unset_key_variable_is_named(server, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------ sklearn contract
 def test_pipeline_pickles_without_client_or_key(server, tmp_path, caplog):
-    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path)
+    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, store=tmp_path)
     pipe = Pipeline(
         [
             ("augment", make_augmenter(server, tmp_path, verbose=True)),

@@ -70,7 +70,7 @@ def make_embedder(server, tmp_path, **params):
         model=f"openai:{MODEL}",
         base_url=server.url,
         api_key_env=KEY_ENV,
-        cache_dir=tmp_path / "cache",
+        store=tmp_path / "cache",
         timeout=5.0,
         max_retries=2,
     )
@@ -102,7 +102,7 @@ def test_embeddings_are_the_servers_vectors_in_input_order(openai_server, tmp_pa
 
 def test_rows_are_ordered_by_index_not_by_response_order(tmp_path):
     with OpenAIServer(reverse_data=True) as server:
-        X = make_embedder(server, tmp_path, normalize=False, cache_dir=None).fit_transform(TEXTS)
+        X = make_embedder(server, tmp_path, normalize=False, store=None).fit_transform(TEXTS)
     np.testing.assert_array_equal(X, expected(TEXTS))
 
 
@@ -171,7 +171,7 @@ def test_another_model_does_not_share_cache_entries(openai_server, tmp_path):
 @pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])
 def test_duplicates_in_one_call_are_sent_once(openai_server, tmp_path, cached):
     texts = ["same", "other", "same", "same", "other"]
-    embedder = make_embedder(openai_server, tmp_path, dimensions=8, cache_dir=tmp_path / "c" if cached else None)
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, store=tmp_path / "c" if cached else None)
 
     X = embedder.fit(texts).transform(texts)
 
@@ -397,7 +397,7 @@ def test_a_server_that_checks_the_key_accepts_it(tmp_path, monkeypatch):
 
         monkeypatch.setenv(KEY_ENV, "sk-wrong-key")
         with pytest.raises(BlackBoxError, match="HTTP 401"):
-            make_embedder(server, tmp_path, cache_dir=None).fit(TEXTS)
+            make_embedder(server, tmp_path, store=None).fit(TEXTS)
 
 
 @pytest.mark.parametrize("dimensions", [None, 8])
@@ -444,7 +444,8 @@ def test_empty_string_is_sent_as_a_space_and_cached_as_empty(openai_server, tmp_
     assert sorted(openai_server.embedded_texts()) == [" ", "x"]
     np.testing.assert_array_equal(X[0], expected([" "], width=8)[0])
     np.testing.assert_array_equal(X[0], X[2])
-    assert embedder.cache_.get_many([embedder.cache_.key("")])[0]
+    store = embedder._open_store()
+    assert store.get_many([store.key("")])[0]
     paid = openai_server.request_count
 
     again = make_embedder(openai_server, tmp_path, dimensions=8, normalize=False).fit([""]).transform([""])
@@ -714,7 +715,7 @@ def test_credentials_in_a_base_url_parameter_are_refused_without_being_shown(ope
 
 
 def make_embedder_at(url):
-    return BlackBoxEmbedder(f"openai:{MODEL}", base_url=url, api_key_env=KEY_ENV, cache_dir=None)
+    return BlackBoxEmbedder(f"openai:{MODEL}", base_url=url, api_key_env=KEY_ENV, store=None)
 
 
 def test_the_key_is_in_no_repr_pickle_log_warning_or_store_file(openai_server, tmp_path, caplog):

@@ -244,7 +244,7 @@ def test_the_similarity_path_describes_labels_by_their_names(tiny_bert):
 def test_the_similarity_path_on_an_embeddings_api(openai_server, tmp_path):
     texts = ["a great fun film", "the best film", "good acting", "awful plot", "the worst acting", "dull and long"]
     y = ["good", "good", "good", "bad", "bad", "bad"]
-    api = BlackBoxEmbedder("openai:emb", base_url=openai_server.url, api_key_env=None, cache_dir=tmp_path / "c")
+    api = BlackBoxEmbedder("openai:emb", base_url=openai_server.url, api_key_env=None, store=tmp_path / "c")
     clf = BlackBoxPromptClassifier(api, prompt_length=2, sample_size=3, max_steps=2, random_state=0).fit(texts, y)
     assert clf.black_box_ == "similarity"
     embedded = openai_server.embedded_texts()

@@ -1,6 +1,5 @@
 import hashlib
 import os
-import pickle
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from skcrosstune.cache import QueryCache, query_through_cache
+from skcrosstune.cache import query_through_store
+from skcrosstune.stores import open_store
+from skcrosstune.stores.sqlite import SQLiteStore
 
 
 def fake_vector(item):
@@ -31,24 +32,34 @@ class CountingBlackBox:
         return np.stack([fake_vector(item) for item in batch])
 
 
+FINGERPRINT = {"backend": "fake", "model": "m1"}
+
+
+def reopen(directory, fingerprint=FINGERPRINT):
+    """A new store object on ``directory``, as another process would open it."""
+    store = SQLiteStore(directory, fingerprint)
+    store.check()
+    return store
+
+
 @pytest.fixture
 def cache(tmp_path):
-    return QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+    return open_store(tmp_path / "cache", FINGERPRINT)
 
 
 def test_each_unique_item_is_queried_once_and_then_served_from_disk(cache):
     box = CountingBlackBox()
     items = ["a", "b", "a", ("p", "h"), "b"]
-    out, report = query_through_cache(items, box, cache=cache, batch_size=2)
+    out, report = query_through_store(items, box, store=cache, batch_size=2)
     assert sorted(map(str, box.sent)) == sorted(map(str, ["a", "b", ("p", "h")]))
     assert (report.n_items, report.n_unique, report.n_cached, report.n_queried) == (5, 3, 0, 3)
     np.testing.assert_array_equal(out[0], out[2])
     np.testing.assert_array_equal(out[3], fake_vector(("p", "h")))
 
-    # A new process would open a new QueryCache on the same folder.
-    reopened = QueryCache(cache.directory, dict(cache.fingerprint))
+    # A new process would open a new store on the same folder.
+    reopened = reopen(cache.directory)
     box2 = CountingBlackBox()
-    out2, report2 = query_through_cache(items + ["c"], box2, cache=reopened, batch_size=2)
+    out2, report2 = query_through_store(items + ["c"], box2, store=reopened, batch_size=2)
     assert box2.sent == ["c"]
     assert (report2.n_cached, report2.n_queried) == (3, 1)
     np.testing.assert_array_equal(out2[:5], out)
@@ -59,28 +70,28 @@ def test_overlapping_folds_pay_for_the_union_only(cache):
     box = CountingBlackBox()
     for fold in range(5):  # what GridSearchCV's folds would ask for
         subset = [t for i, t in enumerate(texts) if i % 5 != fold]
-        query_through_cache(subset, box, cache=cache, batch_size=7)
+        query_through_store(subset, box, store=cache, batch_size=7)
     assert sorted(box.sent) == sorted(texts)
 
 
 def test_a_pair_and_a_single_text_never_share_an_entry(cache):
     assert cache.key(("a", "b")) != cache.key("a | b")
     assert cache.key(("a", "b")) != cache.key(("b", "a"))
-    assert cache.key("a") != QueryCache(cache.directory, {"backend": "fake", "model": "m2"}).key("a")
+    assert cache.key("a") != reopen(cache.directory, {"backend": "fake", "model": "m2"}).key("a")
 
 
 def test_another_fingerprint_never_answers(cache):
-    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=4)
-    other = QueryCache(cache.directory, {"backend": "fake", "model": "m2"})
+    query_through_store(["a"], CountingBlackBox(), store=cache, batch_size=4)
+    other = reopen(cache.directory, {"backend": "fake", "model": "m2"})
     box = CountingBlackBox()
-    query_through_cache(["a"], box, cache=other, batch_size=4)
+    query_through_store(["a"], box, store=other, batch_size=4)
     assert box.sent == ["a"]
     assert other.path != cache.path
 
 
 def test_disabled_cache_still_deduplicates():
     box = CountingBlackBox()
-    out, report = query_through_cache(["x", "x", "y"], box, cache=None, batch_size=8)
+    out, report = query_through_store(["x", "x", "y"], box, store=None, batch_size=8)
     assert box.sent == ["x", "y"] and report.n_queried == 2
     np.testing.assert_array_equal(out[0], out[1])
 
@@ -92,14 +103,14 @@ def test_misses_are_batched_longest_first(cache):
         batches.append(list(batch))
         return np.stack([fake_vector(t) for t in batch])
 
-    query_through_cache(
-        ["bb", "a", "dddd", "ccc"], box, cache=cache, batch_size=2, lengths=lambda items: [len(t) for t in items]
+    query_through_store(
+        ["bb", "a", "dddd", "ccc"], box, store=cache, batch_size=2, lengths=lambda items: [len(t) for t in items]
     )
     assert batches == [["dddd", "ccc"], ["bb", "a"]]
 
 
 def test_storage_is_raw_float_bytes_not_pickle(cache):
-    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=1)
+    query_through_store(["a"], CountingBlackBox(), store=cache, batch_size=1)
     with sqlite3.connect(cache.path) as conn:
         dtype, shape, data = conn.execute("SELECT dtype, shape, data FROM entries").fetchone()
     assert dtype == "<f4" and shape == "[4]"
@@ -107,7 +118,7 @@ def test_storage_is_raw_float_bytes_not_pickle(cache):
 
 
 def test_a_corrupted_entry_is_detected_and_recomputed(cache):
-    query_through_cache(["a", "b"], CountingBlackBox(), cache=cache, batch_size=4)
+    query_through_store(["a", "b"], CountingBlackBox(), store=cache, batch_size=4)
     cache.close()
     key = cache.key("a")
     with sqlite3.connect(cache.path) as conn:
@@ -115,33 +126,35 @@ def test_a_corrupted_entry_is_detected_and_recomputed(cache):
         flipped = bytes([data[0] ^ 0xFF]) + data[1:]
         conn.execute("UPDATE entries SET data = ? WHERE key = ?", (flipped, key))
     box = CountingBlackBox()
-    out, report = query_through_cache(["a", "b"], box, cache=cache, batch_size=4)
+    out, report = query_through_store(["a", "b"], box, store=cache, batch_size=4)
     assert box.sent == ["a"]
     assert report.n_corrupt == 1 and report.n_cached == 1
     np.testing.assert_array_equal(out[0], fake_vector("a"))
     # and the repaired entry is served again
     box2 = CountingBlackBox()
-    query_through_cache(["a"], box2, cache=cache, batch_size=4)
+    query_through_store(["a"], box2, store=cache, batch_size=4)
     assert box2.sent == []
 
 
 def test_a_truncated_entry_is_never_returned(cache):
-    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=4)
+    query_through_store(["a"], CountingBlackBox(), store=cache, batch_size=4)
     cache.close()
     with sqlite3.connect(cache.path) as conn:
         conn.execute("UPDATE entries SET data = substr(data, 1, 6)")
     box = CountingBlackBox()
-    out, report = query_through_cache(["a"], box, cache=cache, batch_size=4)
+    out, report = query_through_store(["a"], box, store=cache, batch_size=4)
     assert box.sent == ["a"] and report.n_corrupt == 1
     np.testing.assert_array_equal(out[0], fake_vector("a"))
 
 
-def test_an_unreadable_database_file_is_moved_aside(cache):
-    cache.directory.mkdir(parents=True)
+def test_an_unreadable_database_file_is_moved_aside(tmp_path):
+    cache = SQLiteStore(tmp_path / "cache", FINGERPRINT)
+    cache.directory.mkdir(mode=0o700)
     cache.path.write_bytes(b"this is not a database" * 100)
     box = CountingBlackBox()
-    with pytest.warns(RuntimeWarning, match="could not be read"):
-        out, _ = query_through_cache(["a"], box, cache=cache, batch_size=4)
+    with pytest.warns(RuntimeWarning, match="was damaged"):
+        cache.check()
+        out, _ = query_through_store(["a"], box, store=cache, batch_size=4)
     assert box.sent == ["a"]
     assert any(".corrupt-" in p.name for p in cache.directory.iterdir())
     np.testing.assert_array_equal(out[0], fake_vector("a"))
@@ -158,19 +171,10 @@ def test_a_failure_midway_keeps_every_finished_batch(cache):
 
     texts = [f"t{i}" for i in range(10)]
     with pytest.raises(ConnectionError):
-        query_through_cache(texts, flaky, cache=cache, batch_size=2)
+        query_through_store(texts, flaky, store=cache, batch_size=2)
     box = CountingBlackBox()
-    _, report = query_through_cache(texts, box, cache=cache, batch_size=2)
+    _, report = query_through_store(texts, box, store=cache, batch_size=2)
     assert report.n_cached == 4 and len(box.sent) == 6
-
-
-def test_the_cache_pickles_without_its_connection(cache):
-    query_through_cache(["a"], CountingBlackBox(), cache=cache, batch_size=1)
-    clone = pickle.loads(pickle.dumps(cache))
-    assert clone._connection is None
-    box = CountingBlackBox()
-    query_through_cache(["a"], box, cache=clone, batch_size=1)
-    assert box.sent == []
 
 
 WORKER = textwrap.dedent(
@@ -179,9 +183,10 @@ WORKER = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_cache import fake_vector
-    from skcrosstune.cache import QueryCache, query_through_cache
+    from skcrosstune.cache import query_through_store
+    from skcrosstune.stores import open_store
 
-    cache = QueryCache({directory!r}, {{"backend": "fake", "model": "m1"}})
+    store = open_store({directory!r}, {{"backend": "fake", "model": "m1"}})
     texts = [f"text {{i}}" for i in range({start}, {stop})]
 
     def box(batch):
@@ -193,7 +198,7 @@ WORKER = textwrap.dedent(
     def stored(n):
         print("stored", n, flush=True)
 
-    query_through_cache(texts, box, cache=cache, batch_size={batch}, progress=stored)
+    query_through_store(texts, box, store=store, batch_size={batch}, progress=stored)
     print("done", flush=True)
     """
 )
@@ -218,7 +223,7 @@ def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "done" in out
-    cache = QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+    cache = reopen(tmp_path / "cache")
     assert len(cache) == 300
     texts = [f"text {i}" for i in range(300)]
     stored, n_corrupt = cache.get_many([cache.key(t) for t in texts])
@@ -232,8 +237,8 @@ def test_two_processes_writing_at_once_lose_and_corrupt_nothing(tmp_path):
             import sys, numpy as np
             sys.path.insert(0, {os.path.dirname(__file__)!r})
             from test_cache import fake_vector
-            from skcrosstune.cache import QueryCache
-            cache = QueryCache({str(tmp_path / "cache")!r}, {{"backend": "fake", "model": "m1"}})
+            from skcrosstune.stores import open_store
+            cache = open_store({str(tmp_path / "cache")!r}, {{"backend": "fake", "model": "m1"}})
             texts = [f"text {{i}}" for i in range(300)]
             stored, bad = cache.get_many([cache.key(t) for t in texts])
             assert bad == 0
@@ -259,7 +264,7 @@ def test_a_run_killed_midway_resumes_without_requerying(tmp_path):
     proc.communicate(timeout=30)
     assert finished >= 3
 
-    cache = QueryCache(tmp_path / "cache", {"backend": "fake", "model": "m1"})
+    cache = reopen(tmp_path / "cache")
     done = len(cache)
     assert 4 * finished <= done < 40  # every batch reported as stored survived the kill
 

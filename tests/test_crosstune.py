@@ -30,7 +30,7 @@ def fast(**params):
 
 
 @parametrize_with_checks(
-    [CrossTuneClassifier(embedder=BlackBoxEmbedder(cache_dir=None), max_epochs=5, cv=0, random_state=0)]
+    [CrossTuneClassifier(embedder=BlackBoxEmbedder(store=None), max_epochs=5, cv=0, random_state=0)]
 )
 def test_sklearn_common_checks_on_numeric_representations(estimator, check):
     # The checks feed random numeric features: there is no zero-shot prior for

@@ -90,7 +90,7 @@ def test_label_word_path_end_to_end_with_one_query_per_text(model, request, sent
 
 
 def test_without_a_cache_the_state_and_the_label_word_scores_still_cost_one_query(tiny_bert, sent):
-    masked_lm = BlackBoxEmbedder(str(tiny_bert), pooling="mask", template=TEMPLATE, cache_dir=None)
+    masked_lm = BlackBoxEmbedder(str(tiny_bert), pooling="mask", template=TEMPLATE, store=None)
     clf = DecTClassifier(masked_lm, label_words=WORDS, calibration="train_mean", random_state=0).fit(TEXTS, LABELS)
     assert sorted(sent) == sorted(TEXTS)
     clf.predict_proba(TEXTS)

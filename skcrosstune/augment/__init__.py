@@ -8,7 +8,7 @@ as built here:
    description, every label with its description, ``n_demonstrations`` gold
    examples per class drawn with ``random_state``, and is asked for
    ``n_per_request`` new, diverse examples of that class, answered as JSON.
-   Each reply is stored in the query cache as it arrives, keyed by the
+   Each reply is stored in the query store as it arrives, keyed by the
    generator's fingerprint, the full prompt, the seed and the sample index.
 2. **Clean-up.** Replies are parsed leniently (code fences, text around the
    JSON, a bare list or an object holding one); empty, malformed, over-long

@@ -21,7 +21,7 @@ from .._validation import check_label_descriptions, check_labels, check_texts
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
 from ..backends.openai_logprobs import OpenAILogProbBackend
-from ..cache import QueryCache, default_cache_dir
+from ..stores import open_store
 from ._judges import class_thresholds, generator_proba, gold_proba, judge_instruction, memoised, out_of_fold_proba
 from ._parsing import DROP_REASONS, NearCopies, clean_reason, normalise, parse_examples
 
@@ -81,7 +81,7 @@ class LLMAugmenter(BaseOverSampler):
         probability of each label from the log-probabilities of its first
         answer token; it needs an ``"openai:"`` model whose endpoint returns
         ``logprobs``. None uses a logistic regression on the default black
-        box's embeddings (stored in ``cache_dir``).
+        box's embeddings (kept in ``store``).
 
     cv : int or None, default=4
         How a classifier teacher judges. An int: out of fold, confident
@@ -113,7 +113,7 @@ class LLMAugmenter(BaseOverSampler):
         None allows three times the longest gold text.
 
     max_requests : int, default=None
-        Budget of generation requests sent per fit (answers from the cache
+        Budget of generation requests sent per fit (answers from the store
         are free; a retried request counts once). When it runs out,
         generation stops with a warning and what was received is used.
 
@@ -149,14 +149,17 @@ class LLMAugmenter(BaseOverSampler):
     device : str, default="auto"
         Where a local generator runs.
 
-    cache_dir : str, path, "auto" or None, default="auto"
-        Where replies are stored. ``"auto"`` uses ``$SKCROSSTUNE_CACHE_DIR``,
-        else the user cache folder; None keeps nothing between fits.
+    store : "auto", str, path or None, default="auto"
+        Where replies are kept, resolved at each fit on the machine running
+        it: ``"auto"`` (``$SKCROSSTUNE_CACHE_DIR``, else the user cache
+        folder; if unusable, one warning and no store), a folder path, a
+        ``"redis://host:port/db"`` URL, or None to keep nothing between fits.
+        As for :class:`~skcrosstune.BlackBoxEmbedder`.
 
     random_state : int, RandomState instance or None, default=None
         Draws the demonstrations and the generator's sampling seeds, and
         seeds the default teacher. An int makes refits and grid searches
-        re-read the cache instead of paying for new requests.
+        re-read the store instead of paying for new requests.
 
     verbose : bool, default=False
         A progress bar over requests, and a log line of what one fit cost.
@@ -191,14 +194,11 @@ class LLMAugmenter(BaseOverSampler):
     generator_ : ChatGenerator
         The generator (its client, holding the key, is never pickled).
 
-    cache_ : QueryCache or None
-        The reply store, or None when disabled.
-
     n_requests_ : int
         Generation requests sent during the last fit.
 
     n_cache_hits_ : int
-        Requests answered by the cache during the last fit.
+        Requests answered by the store during the last fit.
 
     budget_exhausted_ : bool
         Whether ``max_requests`` stopped generation.
@@ -273,7 +273,7 @@ class LLMAugmenter(BaseOverSampler):
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "n_concurrent": [Interval(Integral, 1, None, closed="left")],
         "device": [DeviceOptions()],
-        "cache_dir": [str, os.PathLike, None],
+        "store": [str, os.PathLike, None],
         "verbose": ["verbose"],
     }
 
@@ -301,7 +301,7 @@ class LLMAugmenter(BaseOverSampler):
         max_retries=5,
         n_concurrent=4,
         device="auto",
-        cache_dir="auto",
+        store="auto",
         random_state=None,
         verbose=False,
     ):
@@ -326,7 +326,7 @@ class LLMAugmenter(BaseOverSampler):
         self.max_retries = max_retries
         self.n_concurrent = n_concurrent
         self.device = device
-        self.cache_dir = cache_dir
+        self.store = store
         self.random_state = random_state
         self.verbose = verbose
 
@@ -382,7 +382,14 @@ class LLMAugmenter(BaseOverSampler):
                 f"log-probabilities; got model={self.model!r}. Give a classifier as teacher instead."
             )
         self.generator_ = self._make_generator()
-        self.cache_ = self._make_cache()
+        # resolved now, on this machine, and never kept in the fitted augmenter
+        self._reply_store = open_store(self.store, self.generator_.fingerprint())
+        try:
+            return self._augment(X, y, pairs, classes, descriptions, gold)
+        finally:
+            del self._reply_store
+
+    def _augment(self, X, y, pairs, classes, descriptions, gold):
         self.n_requests_ = 0
         self.n_cache_hits_ = 0
         self.budget_exhausted_ = False
@@ -395,7 +402,7 @@ class LLMAugmenter(BaseOverSampler):
         self.n_generated_ = len(kept)
         if self.verbose:
             logger.info(
-                "LLMAugmenter: %d requests sent, %d from cache; %d of %d generated examples kept; dropped: %s.",
+                "LLMAugmenter: %d requests sent, %d from the store; %d of %d generated examples kept; dropped: %s.",
                 self.n_requests_,
                 self.n_cache_hits_,
                 len(kept),
@@ -431,13 +438,6 @@ class LLMAugmenter(BaseOverSampler):
         return LocalChatGenerator(
             self.model, temperature=self.temperature, max_tokens=self.max_tokens, device=self.device
         )
-
-    def _make_cache(self, fingerprint: dict | None = None) -> QueryCache | None:
-        """The store for the generator's replies, or for the answers of another black box (``fingerprint``)."""
-        if self.cache_dir is None:
-            return None
-        directory = default_cache_dir() if self.cache_dir == "auto" else self.cache_dir
-        return QueryCache(directory, fingerprint or self.generator_.fingerprint())
 
     # ------------------------------------------------------------ generation
     def _generate(self, prompter: _Prompter, gold: list, pairs: bool) -> tuple[list, dict]:
@@ -489,9 +489,10 @@ class LLMAugmenter(BaseOverSampler):
         return 3 * max(longest, 1)
 
     def _replies(self, requests: list[tuple[str, dict]]) -> list[str | None]:
-        """Replies from the cache, else from the generator; each one is stored as it arrives."""
+        """Replies from the store, else from the generator; each one is stored as it arrives."""
         keys = [key for key, _ in requests]
-        stored = self.cache_.get_texts(list(dict.fromkeys(keys))) if self.cache_ is not None else {}
+        store = self._reply_store
+        stored = store.get_texts(list(dict.fromkeys(keys))) if store is not None else {}
         replies = [stored.get(key) for key in keys]
         self.n_cache_hits_ += sum(reply is not None for reply in replies)
         missing = [i for i, reply in enumerate(replies) if reply is None]
@@ -532,8 +533,8 @@ class LLMAugmenter(BaseOverSampler):
                         continue
                     replies[i] = future.result()
                     self.n_requests_ += 1
-                    if self.cache_ is not None:
-                        self.cache_.put_texts([(keys[i], replies[i])])
+                    if store is not None:
+                        store.put_texts([(keys[i], replies[i])])
                     bar.update(1)
             if failure is not None:
                 raise failure
@@ -576,10 +577,10 @@ class LLMAugmenter(BaseOverSampler):
                 max_retries=self.max_retries,
             )
             words = [str(label) for label in prompter.classes]
-            cache = self._make_cache({**backend.fingerprint(), "label_words": words})
+            store = open_store(self.store, {**backend.fingerprint(), "label_words": words})
 
             def compute():
-                proba, report = generator_proba(backend, cache, candidates, labels, prompter.classes)
+                proba, report = generator_proba(backend, store, candidates, labels, prompter.classes)
                 self.n_judge_requests_ += report.n_queried
                 return proba
 
@@ -598,7 +599,7 @@ class LLMAugmenter(BaseOverSampler):
 
         from ..embedder import BlackBoxEmbedder
 
-        return make_pipeline(BlackBoxEmbedder(cache_dir=self.cache_dir), LogisticRegression(max_iter=1000))
+        return make_pipeline(BlackBoxEmbedder(store=self.store), LogisticRegression(max_iter=1000))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -610,7 +611,7 @@ class LLMAugmenter(BaseOverSampler):
 
 
 class _Prompter:
-    """Builds the request for the ``i``-th sample of a class: its key in the cache, messages and seed."""
+    """Builds the request for the ``i``-th sample of a class: its key in the store, messages and seed."""
 
     def __init__(self, augmenter: LLMAugmenter, gold: list, y, classes, descriptions: list[str], pairs: bool):
         self.augmenter = augmenter
@@ -634,7 +635,8 @@ class _Prompter:
         ]
         seed = int(rng.integers(np.iinfo(np.int32).max))
         item = {"messages": messages, "seed": self.seed, "sample": sample}
-        key = self.augmenter.cache_.key(item) if self.augmenter.cache_ is not None else json.dumps(item)
+        store = self.augmenter._reply_store
+        key = store.key(item) if store is not None else json.dumps(item)
         return key, {"messages": messages, "seed": seed}
 
     @property

@@ -92,21 +92,21 @@ def out_of_fold_proba(
     return out
 
 
-def generator_proba(backend, cache, candidates: list, labels: list, classes: list, *, batch_size: int = 16):
+def generator_proba(backend, store, candidates: list, labels: list, classes: list, *, batch_size: int = 16):
     """The probability the generating model gives each candidate's label, from its first answer token.
 
     ``backend`` is an :class:`~skcrosstune.backends.openai_logprobs.OpenAILogProbBackend`
-    whose instruction lists the labels; each answer is stored in ``cache``
+    whose instruction lists the labels; each answer is stored in ``store``
     as it arrives. The label words are the class names; their
     log-probabilities are normalised over the classes.
     """
-    from ..cache import query_through_cache
+    from ..cache import query_through_store
 
     words = [str(label) for label in classes]
-    log_probs, report = query_through_cache(
+    log_probs, report = query_through_store(
         candidates,
         lambda batch: backend.label_word_log_probs(batch, words),
-        cache=cache,
+        store=store,
         batch_size=batch_size,
     )
     log_probs = np.asarray(log_probs, dtype=float)

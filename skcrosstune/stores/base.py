@@ -1,0 +1,372 @@
+"""The store protocol: where black-box answers are kept so that nothing is paid for twice.
+
+A store holds the answers of one black box (named by its *fingerprint*, a
+JSON-able dict of the model and every setting that changes its answers):
+
+- ``get_many`` / ``put_many``: content-addressed entries, each one array
+  kept as raw bytes, its dtype and shape, and a checksum. Nothing is ever
+  pickled or unpickled, and an entry that fails its checksum is never
+  returned.
+- ``claim`` / ``extend`` / ``release``: in-flight deduplication. Before
+  asking the black box, a caller claims the keys it lacks under an owner name
+  and a lease; others see the claim and wait for the answer instead of paying
+  for it again. A claim ends when it is released, when its lease runs out, or
+  at once when its owner is a process of this machine that no longer runs.
+- ``add_counts`` / ``counts``: what was paid (``sent``) and what the store
+  answered (``hits``) for this fingerprint, by every process that used it.
+
+A store kind is one module of this package holding a :class:`Store` subclass
+with its URL ``schemes``; :func:`open_store` finds it by the location's
+scheme (a plain folder path is the SQLite store). Nothing here knows about
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pkgutil
+import socket
+import threading
+import uuid
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "default_location",
+    "fingerprint_digest",
+    "open_store",
+    "query_counts",
+]
+
+
+class StoreError(OSError):
+    """A store location that cannot be used (unreachable, refused or unreadable)."""
+
+
+# ------------------------------------------------------------- fingerprints
+def _canonical_json(value) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _strip_userinfo(value):
+    """``value`` with any ``user:password@`` removed from URLs, recursively."""
+    if isinstance(value, dict):
+        return {k: _strip_userinfo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strip_userinfo(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return value
+        if parts.username is not None or parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            return urlunsplit(parts._replace(netloc=host))
+    return value
+
+
+def public_fingerprint(fingerprint: dict) -> dict:
+    """The fingerprint as stores keep it: credentials inside URLs removed."""
+    return _strip_userinfo(dict(fingerprint))
+
+
+def fingerprint_digest(fingerprint: dict) -> str:
+    """A stable hex digest of a backend fingerprint (credentials in URLs never count)."""
+    return hashlib.blake2b(_canonical_json(public_fingerprint(fingerprint)), digest_size=16).hexdigest()
+
+
+def entry_key(digest: str, item: Hashable) -> str:
+    """The content address of ``item`` (a str or a tuple of str) under a fingerprint digest."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(digest.encode())
+    h.update(b"\x00")
+    h.update(_canonical_json(item))
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ entries
+def checksum(data: bytes, dtype: str, shape: str) -> str:
+    """The checksum kept with an entry: covers its dtype, shape and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(dtype.encode())
+    h.update(shape.encode())
+    h.update(data)
+    return h.hexdigest()
+
+
+def encode_entry(array) -> tuple[str, str, bytes, str]:
+    """``(dtype, shape, data, checksum)`` of an array: what a store keeps."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise TypeError("A store keeps numeric arrays only, never Python objects.")
+    dtype, shape, data = array.dtype.str, json.dumps(list(array.shape)), array.tobytes()
+    return dtype, shape, data, checksum(data, dtype, shape)
+
+
+def decode_entry(dtype, shape, data, expected) -> np.ndarray | None:
+    """The array of an entry, or None when it fails its checksum or cannot be decoded."""
+    if not isinstance(data, bytes) or not isinstance(dtype, str) or not isinstance(shape, str):
+        return None
+    if checksum(data, dtype, shape) != expected:
+        return None
+    try:
+        kind = np.dtype(dtype)
+        if kind.hasobject:
+            return None
+        return np.frombuffer(data, dtype=kind).reshape(json.loads(shape)).copy()
+    except (ValueError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------- owners
+_HOST = socket.gethostname()
+
+
+def new_owner() -> str:
+    """A fresh owner name for claims: this machine, this process, and a random token."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether ``owner`` was a process of this machine that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+# -------------------------------------------------------------------- store
+class Store(ABC):
+    """The answers of one black box, shared by every thread, process and machine that opens it.
+
+    Subclasses implement the abstract methods for one kind of storage and
+    list the URL ``schemes`` they serve (an empty tuple: plain folder paths).
+
+    Parameters
+    ----------
+    location : str
+        Where the store is (a folder, or a URL).
+    fingerprint : dict
+        The black box and every setting that changes its answers. Its digest
+        is mixed into every key, so no entry can answer for another model or
+        setting. Credentials inside URLs are removed before anything is kept.
+    """
+
+    schemes: tuple[str, ...] = ()
+    _kinds: dict[str, type[Store]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for scheme in cls.schemes:
+            Store._kinds[scheme] = cls
+        if not cls.schemes:
+            Store._kinds[""] = cls
+
+    def __init__(self, location: str, fingerprint: dict):
+        self.location = location
+        self.fingerprint = public_fingerprint(fingerprint)
+        self.digest = fingerprint_digest(self.fingerprint)
+
+    def key(self, item: Hashable) -> str:
+        """The content address of ``item`` (a str or a tuple of str)."""
+        return entry_key(self.digest, item)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()!r}, digest={self.digest!r})"
+
+    def describe(self) -> str:
+        """The location as it may be shown in messages (no credentials)."""
+        return _strip_userinfo(str(self.location))
+
+    # -- what every kind implements ---------------------------------------
+    @abstractmethod
+    def check(self) -> None:
+        """Make the store ready and prove it usable; raise :class:`StoreError` if not."""
+
+    @abstractmethod
+    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+        """Stored arrays for ``keys``: ``(found, n_corrupt)``; corrupt entries are dropped, never returned."""
+
+    @abstractmethod
+    def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Store arrays; all of the call is kept, or none."""
+
+    @abstractmethod
+    def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[str]:
+        """Claim ``keys`` for ``owner`` for ``lease`` seconds; returns the keys now held by ``owner``.
+
+        A key is granted when nobody holds it, or its holder's lease ran out,
+        or its holder is a process of this machine that no longer runs.
+        """
+
+    @abstractmethod
+    def extend(self, keys: Sequence[str], owner: str, lease: float) -> None:
+        """Renew ``owner``'s claims on ``keys`` for another ``lease`` seconds."""
+
+    @abstractmethod
+    def release(self, keys: Sequence[str], owner: str) -> None:
+        """End ``owner``'s claims on ``keys`` (others' claims are left alone)."""
+
+    @abstractmethod
+    def add_counts(self, *, sent: int = 0, hits: int = 0) -> None:
+        """Add to this fingerprint's counters: inputs sent to the black box, inputs the store answered."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """The counters of this fingerprint, summed over every user of the store: ``{"sent": ..., "hits": ...}``."""
+
+    @abstractmethod
+    def reset_counts(self) -> None:
+        """Set this fingerprint's counters to zero."""
+
+    def close(self) -> None:  # noqa: B027 - most kinds have nothing to close
+        """Let go of this process's connections (reopened on next use)."""
+
+    # -- texts, for generators --------------------------------------------
+    def get_texts(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored texts (such as generated replies) for ``keys``; corrupt entries are left out."""
+        found, _ = self.get_many(keys)
+        return {key: value.tobytes().decode("utf-8", "surrogatepass") for key, value in found.items()}
+
+    def put_texts(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Store texts, as checksummed UTF-8 bytes."""
+        self.put_many(
+            (key, np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)) for key, text in entries
+        )
+
+
+# ------------------------------------------------------------ opening stores
+def default_location() -> Path:
+    """Where ``store="auto"`` points on the machine running now.
+
+    ``$SKCROSSTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/skcrosstune``, else
+    ``~/.cache/skcrosstune``.
+    """
+    env = os.environ.get("SKCROSSTUNE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "skcrosstune"
+
+
+_open_lock = threading.Lock()
+_open_stores: dict[tuple, Store] = {}
+_warned_auto: set[str] = set()
+
+
+def _store_kind(location: str) -> type[Store]:
+    scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+    if scheme not in Store._kinds:
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            if not module.name.startswith("_") and module.name != "base":
+                importlib.import_module(f"{__package__}.{module.name}")
+    if scheme not in Store._kinds:
+        known = ", ".join(sorted(f"{s}://" for s in Store._kinds if s))
+        raise ValueError(
+            f"store={_strip_userinfo(location)!r} names no known store kind: give a folder path, "
+            f"one of {known} URLs, 'auto' or None."
+        )
+    return Store._kinds[scheme]
+
+
+def _open(location: str, fingerprint: dict) -> Store:
+    kind = _store_kind(location)
+    digest = fingerprint_digest(fingerprint)
+    key = (kind.__name__, location, digest, os.getpid())
+    with _open_lock:
+        store = _open_stores.get(key)
+        if store is None:
+            store = kind(location, fingerprint)
+            store.check()
+            _open_stores[key] = store
+    return store
+
+
+def open_store(location, fingerprint: dict) -> Store | None:
+    """The store at ``location`` for the black box ``fingerprint``, ready to use.
+
+    Resolved on the machine that calls it, each time (an open store is reused
+    within a process).
+
+    Parameters
+    ----------
+    location : "auto", None, str or path
+        ``"auto"``: :func:`default_location` as SQLite files; when it cannot be
+        used, one warning per location and process is given and None is
+        returned, so the work goes on without a store. ``None``: no store.
+        A folder path: SQLite files there. A URL such as
+        ``"redis://host:6379/0"``: the store kind serving that scheme. A named
+        location that cannot be used raises :class:`StoreError`.
+    fingerprint : dict
+        The black box's fingerprint.
+
+    Returns
+    -------
+    store : Store or None
+    """
+    if location is None:
+        return None
+    if isinstance(location, str) and location == "auto":
+        path = str(default_location())
+        try:
+            return _open(path, fingerprint)
+        except (StoreError, OSError) as exc:
+            if path not in _warned_auto:
+                _warned_auto.add(path)
+                warnings.warn(
+                    f"The default query store {path} cannot be used ({exc}); working without a store, so "
+                    "answers are not kept. Set SKCROSSTUNE_CACHE_DIR to a usable folder, or pass store=.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return None
+    location = os.fspath(location)
+    try:
+        return _open(location, fingerprint)
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"The store {_strip_userinfo(location)!r} cannot be used: {exc}") from None
+
+
+def query_counts(location, fingerprint) -> dict[str, int]:
+    """What every user of a store paid and was answered for one black box.
+
+    Parameters
+    ----------
+    location : "auto", str or path
+        The store, as given to an estimator's ``store`` parameter.
+    fingerprint : dict or fitted BlackBoxEmbedder
+        The black box: its fingerprint, or a fitted embedder using it.
+
+    Returns
+    -------
+    counts : dict
+        ``{"sent": inputs sent to the black box, "hits": inputs the store
+        answered}``, summed over every process, thread and machine that used
+        the store since it was created (or since ``reset_counts``). Zeros when
+        there is no usable store.
+    """
+    if hasattr(fingerprint, "backend_"):
+        fingerprint = fingerprint.backend_.fingerprint()
+    store = open_store(location, fingerprint)
+    return store.counts() if store is not None else {"sent": 0, "hits": 0}

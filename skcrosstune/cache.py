@@ -205,6 +205,7 @@ class _LookUp:
 
     def __init__(self, store: Store, keys: dict, answers: _Answers, report: QueryReport):
         self.store, self.keys, self.answers, self.report = store, keys, answers, report
+        self.stale: set = set()  # stored answers refused once (not finite, another width): counted once
 
     def __call__(self, items: list) -> list:
         missing = []
@@ -221,7 +222,9 @@ class _LookUp:
                 if array is not None and self.answers.fits(array):
                     served.append((item, array))
                 else:
-                    self.report.n_corrupt += array is not None
+                    if array is not None and item not in self.stale:
+                        self.stale.add(item)
+                        self.report.n_corrupt += 1
                     missing.append(item)
             if served:
                 self.answers.fill([item for item, _ in served], np.stack([array for _, array in served]))

@@ -1,0 +1,228 @@
+"""The Redis store: a server that the machines of a cluster share (``redis://host:port/db``).
+
+The same guarantees as the SQLite file: entries are content-addressed and
+scoped by the black box's fingerprint digest (mixed into every key), each one
+raw bytes with its dtype, shape and a checksum, never a pickle; credentials
+never reach the server (the fingerprint holds URLs without them, and the API
+key is no part of it). Claims are ``SET NX PX`` keys holding their owner's
+name, so a lease ends on the server's clock whatever the clients' clocks
+say; counters are ``HINCRBY`` on one hash per fingerprint.
+
+Keys, all under ``skcrosstune:``: ``e:<key>`` an entry, ``c:<key>`` a claim,
+``n:<digest>`` the counters, ``f:<digest>`` the fingerprint as JSON.
+
+Trust model: whoever can write to the server can plant answers; use a server
+(or a database number with an ACL user) that only you and your workers can
+reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .base import Store, StoreError, decode_entry, encode_entry, owner_is_gone
+
+__all__ = ["RedisStore"]
+
+_PREFIX = "skcrosstune:"
+_CHUNK = 1000
+
+# Grant each free key (or one already ours) to ARGV[1] for ARGV[2] ms; returns the 1-based positions granted.
+_CLAIM = """
+local granted = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    table.insert(granted, i)
+  elseif redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    table.insert(granted, i)
+  end
+end
+return granted
+"""
+# Take over KEYS[i] if it is still held by ARGV[i + 2] (a gone owner); returns the positions taken.
+_TAKE_OVER = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 2] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    table.insert(taken, i)
+  end
+end
+return taken
+"""
+# Renew (ARGV[2] > 0: PEXPIRE) or end (ARGV[2] == 0: DEL) the claims on KEYS held by ARGV[1].
+_UPDATE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', key, ARGV[2]) else redis.call('DEL', key) end
+  end
+end
+return 0
+"""
+
+
+def _redis_module():
+    try:
+        import redis
+    except ImportError:
+        raise ImportError(
+            "The Redis store needs the redis client: pip install 'skcrosstune[redis]' (or pip install redis)."
+        ) from None
+    return redis
+
+
+class RedisStore(Store):
+    """Answers on a Redis server, shared by every process and machine that reaches it.
+
+    Parameters
+    ----------
+    location : str
+        ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS,
+        ``unix://`` for a socket). The password is used to connect and shown
+        nowhere.
+    fingerprint : dict
+        The black box's fingerprint.
+    """
+
+    schemes = ("redis", "rediss", "unix")
+
+    def __init__(self, location: str, fingerprint: dict):
+        super().__init__(location, fingerprint)
+        self._client = None
+        self._pid = None
+        self._scripts: dict = {}
+
+    def _connect(self):
+        """The client of the calling process (a connection never crosses a fork)."""
+        if self._client is not None and self._pid == os.getpid():
+            return self._client
+        redis = _redis_module()
+        self._client = redis.Redis.from_url(self.location)
+        self._pid = os.getpid()
+        self._scripts = {name: self._client.register_script(code) for name, code in _SCRIPTS.items()}
+        return self._client
+
+    def check(self) -> None:
+        """Reach the server and leave a readable note of the fingerprint; raise :class:`StoreError` if unreachable."""
+        redis = _redis_module()
+        try:
+            client = self._connect()
+            client.ping()
+            client.set(f"{_PREFIX}f:{self.digest}", json.dumps(self.fingerprint, sort_keys=True), nx=True)
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"The Redis store {self.describe()} cannot be used: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        """Close this process's connections."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    # -- entries -------------------------------------------------------------
+    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+        """Stored arrays for ``keys``; entries failing their checksum are deleted and left out."""
+        client = self._connect()
+        found, corrupt = {}, []
+        keys = list(keys)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            for key, value in zip(chunk, client.mget([f"{_PREFIX}e:{k}" for k in chunk]), strict=True):
+                if value is None:
+                    continue
+                array = _decode(value)
+                if array is None:
+                    corrupt.append(key)
+                else:
+                    found[key] = array
+        if corrupt:
+            client.delete(*[f"{_PREFIX}e:{k}" for k in corrupt])
+        return found, len(corrupt)
+
+    def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Store arrays with one ``MSET``: all of them, or none."""
+        mapping = {f"{_PREFIX}e:{key}": _encode(array) for key, array in entries}
+        if mapping:
+            self._connect().mset(mapping)
+
+    # -- claims --------------------------------------------------------------
+    def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[str]:
+        """Claim ``keys`` for ``owner``; returns those granted (free, ours, or held by a gone process)."""
+        self._connect()
+        ms = max(int(lease * 1000), 1)
+        granted = []
+        keys = list(keys)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            names = [f"{_PREFIX}c:{k}" for k in chunk]
+            positions = set(self._scripts["claim"](keys=names, args=[owner, ms]))
+            granted += [k for i, k in enumerate(chunk, 1) if i in positions]
+            refused = [(k, n) for i, (k, n) in enumerate(zip(chunk, names, strict=True), 1) if i not in positions]
+            if refused:
+                holders = self._client.mget([n for _, n in refused])
+                gone = [
+                    (k, n, h.decode())
+                    for (k, n), h in zip(refused, holders, strict=True)
+                    if h is not None and owner_is_gone(h.decode())
+                ]
+                if gone:
+                    names, holders = [n for _, n, _ in gone], [h for *_, h in gone]
+                    taken = set(self._scripts["take_over"](keys=names, args=[owner, ms, *holders]))
+                    granted += [k for i, (k, _, _) in enumerate(gone, 1) if i in taken]
+        return granted
+
+    def extend(self, keys: Sequence[str], owner: str, lease: float) -> None:
+        """Renew ``owner``'s claims on ``keys``."""
+        self._update(keys, owner, max(int(lease * 1000), 1))
+
+    def release(self, keys: Sequence[str], owner: str) -> None:
+        """End ``owner``'s claims on ``keys``."""
+        self._update(keys, owner, 0)
+
+    def _update(self, keys: Sequence[str], owner: str, ms: int) -> None:
+        self._connect()
+        keys = list(keys)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            self._scripts["update"](keys=[f"{_PREFIX}c:{k}" for k in chunk], args=[owner, ms])
+
+    # -- counters ------------------------------------------------------------
+    def add_counts(self, *, sent: int = 0, hits: int = 0) -> None:
+        """Add to this fingerprint's ``sent`` and ``hits`` counters."""
+        pipe = self._connect().pipeline(transaction=True)
+        for name, n in (("sent", sent), ("hits", hits)):
+            if n:
+                pipe.hincrby(f"{_PREFIX}n:{self.digest}", name, int(n))
+        pipe.execute()
+
+    def counts(self) -> dict[str, int]:
+        """``{"sent": ..., "hits": ...}`` summed over every user of the server."""
+        found = self._connect().hgetall(f"{_PREFIX}n:{self.digest}")
+        return {name: int(found.get(name.encode(), 0)) for name in ("sent", "hits")}
+
+    def reset_counts(self) -> None:
+        """Set the counters to zero."""
+        self._connect().delete(f"{_PREFIX}n:{self.digest}")
+
+
+_SCRIPTS = {"claim": _CLAIM, "take_over": _TAKE_OVER, "update": _UPDATE}
+
+
+def _encode(array) -> bytes:
+    dtype, shape, data, checksum = encode_entry(array)
+    return f"{dtype}\n{shape}\n{checksum}\n".encode() + data
+
+
+def _decode(value: bytes) -> np.ndarray | None:
+    parts = value.split(b"\n", 3)
+    if len(parts) != 4:
+        return None
+    try:
+        dtype, shape, checksum = (part.decode("ascii") for part in parts[:3])
+    except UnicodeDecodeError:
+        return None
+    return decode_entry(dtype, shape, parts[3], checksum)

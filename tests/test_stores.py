@@ -1,0 +1,392 @@
+"""The query stores (SQLite and Redis) under many users: claims, counters, crashes, hostile folders.
+
+Every test runs real stores: SQLite files in a temporary folder, and a real
+``redis-server`` on 127.0.0.1 (the ``redis_server`` fixture; skipped with the
+reason when the binary is not installed). Several users are real processes
+(forked, so that they start at once) or threads.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import pickle
+import signal
+import sqlite3
+import stat
+import threading
+import time
+import uuid
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skcrosstune import BlackBoxEmbedder, cache
+from skcrosstune.cache import query_through_store
+from skcrosstune.stores import StoreError, open_store, query_counts
+from skcrosstune.stores.base import fingerprint_digest, new_owner
+from skcrosstune.stores.sqlite import ALLOW_SHARED_ENV, SQLiteStore
+
+from .test_cache import CountingBlackBox, fake_vector
+
+FORK = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def location(request, tmp_path):
+    """A store location of each kind; Redis tests share one server, each under its own fingerprint."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("redis_server")
+
+
+@pytest.fixture
+def fingerprint():
+    """A fingerprint no other test uses (Redis keys are scoped by it)."""
+    return {"backend": "fake", "model": f"m-{uuid.uuid4().hex}"}
+
+
+def slow_box(delay: float, sent: list | None = None):
+    def box(batch):
+        time.sleep(delay)
+        if sent is not None:
+            sent.extend(batch)
+        return np.stack([fake_vector(t) for t in batch])
+
+    return box
+
+
+# ----------------------------------------------------------------- the protocol
+def test_entries_are_checksummed_bytes_scoped_by_fingerprint(location, fingerprint):
+    store = open_store(location, fingerprint)
+    store.put_many([(store.key("a"), fake_vector("a")), (store.key(("a", "b")), fake_vector(("a", "b")))])
+    found, bad = store.get_many([store.key("a"), store.key(("a", "b")), store.key("missing")])
+    assert bad == 0 and set(found) == {store.key("a"), store.key(("a", "b"))}
+    np.testing.assert_array_equal(found[store.key("a")], fake_vector("a"))
+    other = open_store(location, {**fingerprint, "model": "another"})
+    assert other.get_many([other.key("a")]) == ({}, 0)
+
+
+def test_a_claim_is_held_until_released_expired_or_its_process_is_gone(location, fingerprint):
+    store = open_store(location, fingerprint)
+    keys = [store.key(t) for t in "abc"]
+    first, second = new_owner(), new_owner()
+    assert sorted(store.claim(keys, first, 30)) == sorted(keys)
+    assert store.claim(keys, second, 30) == []  # held by a live owner
+    store.release(keys[:1], first)
+    assert store.claim(keys, second, 30) == keys[:1]
+    store.extend(keys[1:2], first, 0.2)
+    time.sleep(0.4)
+    assert store.claim(keys[1:], second, 30) == keys[1:2]  # its lease ran out
+    child = FORK.Process(target=time.sleep, args=(0,))
+    child.start()
+    child.join()
+    gone = f"{first.split(':')[0]}:{child.pid}:dead"  # a process of this machine that no longer runs
+    store.release(keys[2:], first)
+    assert store.claim(keys[2:], gone, 30) == keys[2:]
+    assert store.claim(keys[2:], first, 30) == keys[2:]  # taken over at once
+
+
+def test_counters_add_up_over_every_process(location, fingerprint):
+    child = FORK.Process(target=_process_worker, args=(location, fingerprint, ["x", "y"], 0.0, FORK.Queue()))
+    child.start()
+    child.join()
+    query_through_store(["x", "y", "z"], CountingBlackBox(), store=open_store(location, fingerprint), batch_size=8)
+    assert query_counts(location, fingerprint) == {"sent": 3, "hits": 2}
+    open_store(location, fingerprint).reset_counts()
+    assert query_counts(location, fingerprint) == {"sent": 0, "hits": 0}
+
+
+# ---------------------------------------------------- several users at once
+def test_threads_asking_for_the_same_texts_pay_once(location, fingerprint):
+    store = open_store(location, fingerprint)
+    sent: list = []
+    texts = [f"text {i}" for i in range(24)]
+    results = [None] * 4
+
+    def run(i):
+        results[i] = query_through_store(texts[i:] + texts[:i], slow_box(0.05, sent), store=store, batch_size=4)[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(sent) == sorted(texts)
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts[i:] + texts[:i]]))
+
+
+def _process_worker(location, fingerprint, texts, delay, report):
+    sent: list = []
+    query_through_store(texts, slow_box(delay, sent), store=open_store(location, fingerprint), batch_size=5)
+    report.put(len(sent))
+
+
+def test_four_processes_on_the_same_texts_send_each_once(location, fingerprint):
+    texts = [f"text {i}" for i in range(60)]
+    report = FORK.Queue()
+    orders = [texts, texts[::-1], texts, texts[::-1]]
+    procs = [FORK.Process(target=_process_worker, args=(location, fingerprint, o, 0.05, report)) for o in orders]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert sum(report.get(timeout=5) for _ in procs) == len(texts)
+    assert query_counts(location, fingerprint)["sent"] == len(texts)
+
+
+def test_a_killed_process_costs_at_most_its_batch_in_flight(location, fingerprint):
+    texts = [f"text {i}" for i in range(40)]
+    store = open_store(location, fingerprint)
+    proc = FORK.Process(target=_process_worker, args=(location, fingerprint, texts, 0.2, FORK.Queue()))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while store.counts()["sent"] < 15 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    found, _ = store.get_many([store.key(t) for t in texts])
+    sent_before = store.counts()["sent"]
+    assert len(found) >= sent_before - 5  # every batch answered before the kill was stored
+    rerun: list = []
+    start = time.monotonic()
+    out, _ = query_through_store(texts, slow_box(0.0, rerun), store=store, batch_size=5)
+    assert time.monotonic() - start < 10  # the dead owner's claims were taken over at once, not waited out
+    assert len(rerun) == len(texts) - len(found) and len(rerun) <= len(texts) - sent_before + 5
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
+
+
+def test_a_slow_batch_keeps_its_claims_alive(location, fingerprint, monkeypatch):
+    monkeypatch.setattr(cache, "LEASE_SECONDS", 0.3)
+    store = open_store(location, fingerprint)
+    sent: list = []
+    slow = threading.Thread(
+        target=query_through_store, args=(["a", "b"], slow_box(1.2, sent)), kwargs={"store": store, "batch_size": 2}
+    )
+    slow.start()
+    time.sleep(0.2)
+    out, report = query_through_store(["a", "b"], slow_box(0.0, sent), store=store, batch_size=2)
+    slow.join()
+    assert sent == ["a", "b"] and report.n_cached == 2  # waited for the renewed claim, did not pay again
+    np.testing.assert_array_equal(out[0], fake_vector("a"))
+
+
+def test_a_failed_owner_hands_its_claims_over_at_once(location, fingerprint):
+    store = open_store(location, fingerprint)
+
+    def broken(batch):
+        time.sleep(0.3)
+        raise ConnectionError("the black box went away")
+
+    def fail():
+        with pytest.raises(ConnectionError):
+            query_through_store(["a", "b"], broken, store=store, batch_size=2)
+
+    failing = threading.Thread(target=fail)
+    failing.start()
+    time.sleep(0.1)
+    box = CountingBlackBox()
+    start = time.monotonic()
+    out, _ = query_through_store(["a", "b"], box, store=store, batch_size=2)
+    failing.join()
+    assert box.sent == ["a", "b"] and time.monotonic() - start < 5
+
+
+def test_a_bad_answer_is_never_stored(location, fingerprint):
+    store = open_store(location, fingerprint)
+
+    def nan_box(batch):
+        rows = np.stack([fake_vector(t) for t in batch])
+        rows[-1, 0] = np.nan
+        return rows
+
+    with pytest.raises(RuntimeError, match="non-finite"):
+        query_through_store(["a", "b"], nan_box, store=store, batch_size=2)
+    with pytest.raises(RuntimeError, match="shape"):
+        query_through_store(["a", "b"], CountingBlackBox(), store=store, batch_size=2, width=7)
+
+    def refuse(batch, rows):
+        raise ValueError("not plausible")
+
+    with pytest.raises(ValueError, match="not plausible"):
+        query_through_store(["a"], CountingBlackBox(), store=store, batch_size=2, validate=refuse)
+    assert store.get_many([store.key("a"), store.key("b")]) == ({}, 0)
+    box = CountingBlackBox()
+    query_through_store(["a", "b"], box, store=store, batch_size=2)
+    assert box.sent == ["a", "b"]  # nothing was stored, and no claim was left behind
+
+
+# --------------------------------------------------- estimators and stores
+TEXTS = [f"{w} {v}" for w in ["great", "awful", "fine", "dull"] for v in ["movie", "plot", "story", "acting", "scene"]]
+
+
+def test_grid_search_with_two_jobs_on_a_cold_store_sends_each_text_once(tiny_bert, tmp_path):
+    store = str(tmp_path / "store")
+    y = np.array([i % 2 for i in range(len(TEXTS))])
+    pipe = make_pipeline(BlackBoxEmbedder(str(tiny_bert), store=store, batch_size=2), LogisticRegression())
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=4, n_jobs=2).fit(TEXTS, y)
+    embedder = search.best_estimator_.named_steps["blackboxembedder"]
+    counts = embedder.store_counts()
+    assert counts["sent"] == len(TEXTS)  # every clone, in both workers, and the refit
+    assert counts["hits"] > 0
+    assert counts == query_counts(store, embedder.backend_.fingerprint())
+
+
+def test_a_pickled_model_uses_the_store_of_the_machine_it_runs_on(tiny_bert, tmp_path, monkeypatch):
+    fitted = BlackBoxEmbedder(str(tiny_bert)).fit(TEXTS)
+    fitted.transform(TEXTS)
+    blob = pickle.dumps(fitted)
+    assert str(tmp_path).encode() not in blob  # no path of the fitting machine travels with the model
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", str(blocker / "cache"))
+    loaded = pickle.loads(blob)
+    with pytest.warns(RuntimeWarning, match="default query store .* cannot be used") as caught:
+        X = loaded.transform(TEXTS[:3])
+        loaded.transform(TEXTS[3:6])
+    assert len(caught) == 1 and X.shape == (3, fitted.n_features_out_)
+    np.testing.assert_allclose(X, fitted.transform(TEXTS[:3]), atol=1e-6)
+
+    with pytest.raises(StoreError, match="a-file"):
+        loaded.set_params(store=str(blocker / "mine")).transform(TEXTS[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.set_params(store=None).transform(TEXTS[:2])
+        loaded.set_params(store=str(tmp_path / "elsewhere")).transform(TEXTS[:2])
+    assert loaded.store_counts() == {"sent": 2, "hits": 0}
+
+
+def test_an_unknown_store_kind_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no known store kind"):
+        open_store("ftp://user:secret@host/x", {"m": 1})
+    try:
+        open_store("ftp://user:secret@host/x", {"m": 1})
+    except ValueError as exc:
+        assert "secret" not in str(exc)
+
+
+# ------------------------------------------------------ a hostile folder
+def _mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_folders_and_files_are_private(tmp_path, fingerprint):
+    store = open_store(tmp_path / "new" / "store", fingerprint)
+    query_through_store(["a"], CountingBlackBox(), store=store, batch_size=1)
+    assert _mode(store.directory) == 0o700
+    files = list(store.directory.iterdir())
+    assert {p.suffix for p in files} >= {".sqlite3", ".json"}
+    assert all(_mode(p) == 0o600 for p in files), [(p.name, oct(_mode(p))) for p in files]
+
+
+def test_a_folder_others_can_write_is_refused_unless_trusted(tmp_path, fingerprint, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(StoreError, match="other users") as raised:
+        open_store(shared, fingerprint)
+    assert str(shared) in str(raised.value) and ALLOW_SHARED_ENV in str(raised.value)
+    monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", str(shared))
+    with pytest.warns(RuntimeWarning, match="other users"):
+        assert open_store("auto", fingerprint) is None  # the work goes on without a store
+    monkeypatch.setenv(ALLOW_SHARED_ENV, "1")
+    assert open_store(shared, fingerprint) is not None
+
+
+def test_links_planted_in_the_folder_are_never_written_through(tmp_path, fingerprint):
+    folder = tmp_path / "store"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    digest = fingerprint_digest(fingerprint)
+    (folder / f"{digest}.json").symlink_to(victim)
+    store = open_store(folder, fingerprint)
+    assert victim.read_text() == "precious"
+    assert not (folder / f"{digest}.json").is_symlink()
+    assert json.loads((folder / f"{digest}.json").read_text()) == fingerprint
+
+    other = {**fingerprint, "model": "other"}
+    (folder / f"{fingerprint_digest(other)}.sqlite3").symlink_to(victim)
+    with pytest.raises(StoreError, match="not a regular file"):
+        open_store(folder, other)
+    assert victim.read_text() == "precious" and store is not None
+
+
+def test_credentials_in_urls_never_reach_the_store(tmp_path):
+    fingerprint = {"backend": "openai", "base_url": "http://alice:hunter2@127.0.0.1:9/v1", "model": "m"}
+    store = open_store(tmp_path / "store", fingerprint)
+    query_through_store(["a"], CountingBlackBox(), store=store, batch_size=1)
+    store.close()
+    for path in store.directory.iterdir():
+        assert b"hunter2" not in path.read_bytes() and b"alice" not in path.read_bytes()
+    assert store.digest == fingerprint_digest({**fingerprint, "base_url": "http://127.0.0.1:9/v1"})
+
+
+# ------------------------------------------------------------ recovery
+def _filled(tmp_path, fingerprint, n=500):
+    store = open_store(tmp_path / "store", fingerprint)
+    texts = [f"entry number {i}" for i in range(n)]
+    query_through_store(texts, CountingBlackBox(), store=store, batch_size=50)
+    store.close()  # the last connection folds the write-ahead log into the file
+    return store, texts
+
+
+def test_garbage_inside_the_file_costs_only_the_damaged_entries(tmp_path, fingerprint):
+    store, texts = _filled(tmp_path, fingerprint)
+    size = store.path.stat().st_size
+    with open(store.path, "r+b") as handle:
+        handle.seek(size // 2 // 4096 * 4096)
+        handle.write(os.urandom(4096))
+    fresh = SQLiteStore(store.directory, fingerprint)
+    fresh.check()
+    box = CountingBlackBox()
+    with pytest.warns(RuntimeWarning, match="was damaged") as caught:
+        out, report = query_through_store(texts, box, store=fresh, batch_size=50)
+    assert len(caught) == 1
+    assert report.n_cached >= 0.9 * len(texts)  # one 4 KiB page lost, not the whole file
+    assert len(box.sent) == len(texts) - report.n_cached
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
+    assert len(list(store.directory.glob("*.corrupt-*"))) >= 1
+
+
+def test_every_quarantined_file_is_kept(tmp_path, fingerprint):
+    store = SQLiteStore(tmp_path / "store", fingerprint)
+    store.directory.mkdir(mode=0o700)
+    for _ in range(2):  # twice within the same second
+        store.close()
+        store.path.write_bytes(b"this is not a database" * 100)
+        with pytest.warns(RuntimeWarning, match="was damaged"):
+            store.check()
+    assert len([p for p in store.directory.glob("*.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]) == 2
+
+
+def test_an_empty_file_or_a_lost_table_is_not_rebuilt_silently(tmp_path, fingerprint):
+    store, texts = _filled(tmp_path, fingerprint, n=5)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TABLE entries")
+    with pytest.warns(RuntimeWarning, match="lost its table"):
+        SQLiteStore(store.directory, fingerprint).check()
+
+    other = {**fingerprint, "model": "empty"}
+    folder = tmp_path / "store"
+    (folder / f"{fingerprint_digest(other)}.sqlite3").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="was empty"):
+        SQLiteStore(folder, other).check()
+
+
+def test_a_stored_answer_that_cannot_be_right_is_fetched_again(location, fingerprint):
+    store = open_store(location, fingerprint)
+    poisoned = fake_vector("a")
+    poisoned[0] = np.nan
+    store.put_many([(store.key("a"), poisoned), (store.key("b"), np.zeros(12, np.float32))])
+    box = CountingBlackBox()
+    out, report = query_through_store(["a", "b"], box, store=store, batch_size=2, width=4)
+    assert box.sent == ["a", "b"] and report.n_corrupt == 2
+    np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))

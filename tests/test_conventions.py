@@ -61,7 +61,7 @@ def test_an_unknown_device_is_refused_in_fit_naming_the_valid_forms(fit, device,
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
 def test_every_documented_device_form_is_accepted(device):
     assert check_device(device) == device
-    assert BlackBoxEmbedder(device=device, cache_dir=None).fit(TEXTS[:1]).device == device
+    assert BlackBoxEmbedder(device=device, store=None).fit(TEXTS[:1]).device == device
 
 
 @pytest.mark.parametrize("device", ["tpu", None, 0])

@@ -236,8 +236,8 @@ KEY_ENV = "SKCROSSTUNE_TEST_API_KEY"
 
 def _estimator(name, model, server, **params):
     """Each of the five estimators, on a tiny local model (the augmenter on the test chat server), no store."""
-    plain = BlackBoxEmbedder(model, cache_dir=None)
-    masked = BlackBoxEmbedder(model, pooling="mask", cache_dir=None)
+    plain = BlackBoxEmbedder(model, store=None)
+    masked = BlackBoxEmbedder(model, pooling="mask", store=None)
     if name == "embedder":
         return plain
     if name == "crosstune":
@@ -255,7 +255,7 @@ def _estimator(name, model, server, **params):
         "api_key_env": KEY_ENV,
         "label_descriptions": DESCRIPTIONS,
         "n_per_class": 2,
-        "cache_dir": None,
+        "store": None,
         "max_retries": 0,
     }
     return LLMAugmenter(**{**settings, **params})

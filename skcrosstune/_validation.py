@@ -259,10 +259,12 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
         values = y if isinstance(y, (list, tuple)) else np.asarray(y)
     if not isinstance(values, np.ndarray) or values.dtype == object:
         _check_one_label_type(values, name)
+    # missing labels are found before numpy can turn a NaN beside strings into the string "nan"
+    missing = [i for i, v in enumerate(values) if _is_missing(v)] if np.ndim(values) == 1 else []
     y = column_or_1d(np.asarray(y), warn=True)
     if len(y) != n_samples:
         raise ValueError(f"{name} has {len(y)} labels for {n_samples} inputs; they must match one to one.")
-    missing = [i for i, v in enumerate(y) if _is_missing(v)]
+    missing = missing or [i for i, v in enumerate(y) if _is_missing(v)]
     if missing:
         raise ValueError(f"{name} has missing labels (None/NaN) at positions {missing[:10]}.")
     check_classification_targets(y)

@@ -401,7 +401,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         )
         if len(ngrams) < 2:
             raise ValueError(
-                f"Only {len(ngrams)} prompt candidate(s) could be mined from the training texts; "
+                f"Only {len(ngrams)} prompt candidate(s) could be mined from the training texts X; "
                 "give more (or longer) texts, or lower min_ngram_count."
             )
         return np.asarray(ngrams[: self.n_candidates], dtype=object)

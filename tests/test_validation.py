@@ -150,6 +150,8 @@ def test_valid_surrogate_pairs_and_astral_characters_pass():
         ({"a", "b", "c", "d"}, TypeError, "y is a set"),
         ((label for label in "abab"), TypeError, "y is a generator"),
         ([None, "a", "b", "a"], ValueError, r"missing labels \(None/NaN\) at positions \[0\]"),
+        (["a", "b", float("nan"), "a"], ValueError, r"missing labels \(None/NaN\) at positions \[2\]"),
+        (pd.Series(["a", None, "b", "a"]), ValueError, r"missing labels \(None/NaN\) at positions \[1\]"),
         (["a", "b", "a"], ValueError, "3 labels for 4 inputs"),
         (["a", "a", "a", "a"], ValueError, "only one class \\('a'\\)"),
         (["a", "b", "a", "b\ud800"], ValueError, "lone surrogate"),

@@ -177,7 +177,7 @@ def assert_classifier_result(clf, X, y):
 
 
 def embedder(model, **params):
-    return BlackBoxEmbedder(model, cache_dir=None, **params)
+    return BlackBoxEmbedder(model, store=None, **params)
 
 
 # ------------------------------------------------------------------ properties
@@ -251,7 +251,7 @@ def test_augmenter(chat_server, case):
         n_demonstrations=1,
         teacher=word_teacher(),
         threshold=0,
-        cache_dir=None,
+        store=None,
         max_retries=0,
         random_state=0,
     )

@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._training import predict_logits
 from ._validation import check_texts
 from ._validation import is_numeric_input as _is_numeric
 from .embedder import BlackBoxEmbedder
@@ -39,6 +40,11 @@ def _with_x_parameter(method):
     """Fill the shared description of ``X`` (and of ``y`` for ``fit``) into a method's docstring."""
     method.__doc__ = method.__doc__.replace("{X}", _X_PARAMETER).replace("{X, y}", _FIT_PARAMETERS)
     return method
+
+
+def _is_identity(matrix: np.ndarray) -> bool:
+    """Whether a description projection is the identity (texts: nothing to store or multiply)."""
+    return matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(len(matrix), dtype=matrix.dtype))
 
 
 class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
@@ -101,6 +107,10 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
             return projection
         return np.eye(dim, dtype=np.float32) if width == dim else None
 
+    def _logits(self, features: np.ndarray) -> np.ndarray:
+        """Class logits (float64) of the head for its input features."""
+        return predict_logits(self.module_, features)
+
     @_with_x_parameter
     def decision_function(self, X):
         """Class scores (logits) of each input.
@@ -127,7 +137,7 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``.
         """
-        return softmax(self._logits(self._representations(X)).astype(np.float64))
+        return softmax(self._logits(self._representations(X)))
 
     @_with_x_parameter
     def predict(self, X):

@@ -40,6 +40,7 @@ only as far as held-out data clearly supports.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -48,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _with_x_parameter
+from ._base import EmbeddingHeadClassifier, _is_identity, _with_x_parameter
 from ._compat import HasMethods, Interval, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels, count_inputs
@@ -156,7 +157,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         Their black-box embeddings.
 
     module_ : torch.nn.Module
-        The trained cross-attention network, on the CPU.
+        The trained cross-attention network with its fixed parts multiplied
+        out, in float64 on the CPU: one score vector per head and
+        description, or, when every class has one description, a single
+        linear map and bias. Predictions do not depend on the batch a row
+        comes in.
 
     n_epochs_ : int
         Epochs of the final training (0: the label-enhanced prior was kept).
@@ -272,21 +277,25 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         E = self._embed_descriptions(flat)
         self.description_embeddings_ = E
         prior = self._prior_projection(H.shape[1], E.shape[1])
+        has_prior = bool(prior.any())
+        if _is_identity(prior):
+            prior = None  # texts: the input already lives in the description space; nothing to store or multiply
         owner = np.repeat(np.arange(len(self.classes_)), [len(t) for t in self.descriptions_])
 
         # the examples enhance the keys only when they are learned from and can be compared with the descriptions
-        kappa = self.description_weight if self.max_epochs > 0 and prior.any() else math.inf
+        kappa = self.description_weight if self.max_epochs > 0 and has_prior else math.inf
 
         def make_network(X_train, y_train):
             means = _class_means(X_train, y_train, len(self.classes_))
             counts = torch.bincount(y_train, minlength=len(self.classes_))
-            keys = _enhanced_keys(E, owner, means @ torch.as_tensor(prior), counts, kappa)
+            in_description_space = means if prior is None else means @ torch.as_tensor(prior)
+            keys = _enhanced_keys(E, owner, in_description_space, counts, kappa)
             return _CrossAttentionNetwork(
-                prior, keys, owner, means, self.n_heads, self.rank, self.temperature, self.dropout
+                prior, keys, owner, means, has_prior, self.n_heads, self.rank, self.temperature, self.dropout
             )
 
         seed = torch_seed(self.random_state)
-        self.module_, self.n_epochs_ = train_classifier(
+        network, self.n_epochs_ = train_classifier(
             make_network,
             H,
             y_index,
@@ -299,9 +308,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             device=resolve_device(self.device),
             seed=seed,
             no_decay=("log_scale", "bias"),
-            epochs_without_cv=0 if prior.any() else None,
+            epochs_without_cv=0 if has_prior else None,
             verbose=self.verbose,
         )
+        self.module_ = network.folded()
         return self
 
     def _prior_projection(self, width: int, dim: int) -> np.ndarray:
@@ -318,31 +328,30 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             )
         return np.zeros((width, dim), dtype=np.float32)
 
-    def _logits(self, H: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module_(torch.as_tensor(H, dtype=torch.float32)).numpy()
-
 
 class _CrossAttentionNetwork(nn.Module):
-    """Multi-head cross-attention from an input representation to label descriptions.
+    """Multi-head cross-attention from an input representation to label descriptions (the trained form).
 
     Parameters
     ----------
-    prior : ndarray of shape (width, dim)
-        Fixed projection of the input into the description space.
+    prior : ndarray of shape (width, dim) or None
+        Fixed projection of the input into the description space; None for
+        the identity (texts), which is neither stored nor multiplied.
     descriptions : ndarray of shape (n_descriptions, dim)
         Description embeddings.
     owner : ndarray of shape (n_descriptions,)
         Class index of each description.
     prototypes : torch.Tensor of shape (n_classes, width)
         The class means of the training representations.
+    has_prior : bool
+        Whether the input can be compared with the descriptions at all.
     n_heads, rank : int
     temperature, dropout : float
     """
 
-    def __init__(self, prior, descriptions, owner, prototypes, n_heads, rank, temperature, dropout):
+    def __init__(self, prior, descriptions, owner, prototypes, has_prior, n_heads, rank, temperature, dropout):
         super().__init__()
-        width, dim = prior.shape
+        width, dim = prototypes.shape[1], descriptions.shape[1]
         n_classes = len(prototypes)
         counts = np.bincount(owner, minlength=n_classes)
         keys = np.zeros((n_classes, counts.max(), dim), dtype=np.float32)
@@ -350,7 +359,7 @@ class _CrossAttentionNetwork(nn.Module):
         for c in range(n_classes):
             keys[c, : counts[c]] = descriptions[owner == c]
             mask[c, : counts[c]] = True
-        self.register_buffer("prior", torch.as_tensor(prior))
+        self.register_buffer("prior", None if prior is None else torch.as_tensor(prior))
         self.register_buffer("keys", torch.as_tensor(keys))
         self.register_buffer("key_mask", torch.as_tensor(mask))
         # Residuals A = query_in @ query_out and B = key_in @ key_out start at zero.
@@ -362,24 +371,89 @@ class _CrossAttentionNetwork(nn.Module):
         self.register_buffer("prototypes", prototypes)
         # The weight of the prototype scores starts at zero, where the descriptions give a prior;
         # without one (e.g. a pair's cosine feature alone) the model starts as a nearest-centroid rule.
-        self.gamma = nn.Parameter(torch.tensor(0.0 if prior.any() else 1.0))
+        self.gamma = nn.Parameter(torch.tensor(0.0 if has_prior else 1.0))
         # a direct linear read-out of the input, zero at the start, for what
         # the descriptions cannot express (e.g. the similarity of a pair's sides)
         self.linear = nn.Parameter(torch.zeros(width, n_classes))
         self.bias = nn.Parameter(torch.zeros(n_classes))
         self.drop = nn.Dropout(dropout)
 
+    def _keys(self):
+        """The keys of every head, ``(n_heads, n_classes, n_per_class, dim)``."""
+        return self.keys[None] + torch.einsum("cmd,hdr,hre->hcme", self.keys, self.key_in, self.key_out)
+
+    def _in_description_space(self, h):
+        return h if self.prior is None else h @ self.prior
+
     def forward(self, h):
         h = self.drop(h)
-        query = (h @ self.prior)[:, None, :] + torch.einsum("np,hpr,hrd->nhd", h, self.query_in, self.query_out)
-        keys = self.keys[None] + torch.einsum("cmd,hdr,hre->hcme", self.keys, self.key_in, self.key_out)
-        scores = torch.einsum("nhd,hcmd->nhcm", query, keys)
+        query = self._in_description_space(h)[:, None, :] + torch.einsum(
+            "np,hpr,hrd->nhd", h, self.query_in, self.query_out
+        )
+        scores = torch.einsum("nhd,hcmd->nhcm", query, self._keys())
         scale = self.log_scale.exp()
         # several descriptions of a class: attend over them
         weights = torch.softmax((scale * scores).masked_fill(~self.key_mask, -torch.inf), dim=-1)
         per_class = (weights * scores.masked_fill(~self.key_mask, 0.0)).sum(-1)
         nearest_centroid = h @ self.prototypes.T - 0.5 * (self.prototypes**2).sum(1)
         return scale * (per_class.mean(1) + self.gamma * nearest_centroid) + h @ self.linear + self.bias
+
+    @torch.no_grad()
+    def folded(self) -> _FoldedCrossAttention:
+        """The same function of the input, with the fixed parts multiplied out, in float64.
+
+        A score ``q_k . key_k(c)`` is linear in ``h``: ``h . w_k(c)`` with
+        ``w_k(c) = P key_k(c) + A_k key_k(c)``. So the network needs one
+        input-space vector per head and description, and when every class
+        has a single description (no attention to take) the whole classifier
+        is one linear map plus a bias.
+        """
+        net = _copy_in_float64(self)
+        keys = net._keys()  # (head, class, m, dim)
+        vectors = keys if net.prior is None else torch.einsum("pd,hcmd->hcmp", net.prior, keys)
+        vectors = vectors + torch.einsum("hpr,hrd,hcmd->hcmp", net.query_in, net.query_out, keys)
+        scale = net.log_scale.exp()
+        linear = net.linear + scale * net.gamma * net.prototypes.T
+        bias = net.bias - 0.5 * scale * net.gamma * (net.prototypes**2).sum(1)
+        if net.key_mask.all() and net.key_mask.shape[1] == 1:
+            return _FoldedCrossAttention(None, None, linear + scale * vectors[:, :, 0].mean(0).T, bias)
+        return _FoldedCrossAttention(scale * vectors, net.key_mask, linear, bias)
+
+
+class _FoldedCrossAttention(nn.Module):
+    """The fitted cross-attention network as prediction needs it (float64, on the CPU).
+
+    ``logits = h @ linear + bias``, plus, when a class has several
+    descriptions, the head-averaged attention over the scores ``h . w``.
+
+    Parameters
+    ----------
+    vectors : torch.Tensor of shape (n_heads, n_classes, n_per_class, width) or None
+        The scaled score vectors of every head and description.
+    mask : torch.Tensor of shape (n_classes, n_per_class) or None
+        Which of ``vectors`` are descriptions (classes have different counts).
+    linear : torch.Tensor of shape (width, n_classes)
+    bias : torch.Tensor of shape (n_classes,)
+    """
+
+    def __init__(self, vectors, mask, linear, bias):
+        super().__init__()
+        self.register_buffer("vectors", vectors)
+        self.register_buffer("mask", mask)
+        self.register_buffer("linear", linear.contiguous())
+        self.register_buffer("bias", bias)
+
+    def forward(self, h):
+        logits = h @ self.linear + self.bias
+        if self.vectors is None:
+            return logits
+        scores = torch.einsum("np,hcmp->nhcm", h, self.vectors)
+        weights = torch.softmax(scores.masked_fill(~self.mask, -torch.inf), dim=-1)
+        return logits + (weights * scores.masked_fill(~self.mask, 0.0)).sum(-1).mean(1)
+
+
+def _copy_in_float64(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).double()
 
 
 def _class_means(X, y, n_classes: int):

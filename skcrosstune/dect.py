@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _with_x_parameter
+from ._base import EmbeddingHeadClassifier, _is_identity, _with_x_parameter
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import _label_key, check_label_descriptions, check_labels, count_inputs
@@ -194,7 +194,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
         every input's scores.
 
     module_ : torch.nn.Module
-        The trained decoder, on the CPU.
+        The trained decoder, in float64 on the CPU (so that predictions do
+        not depend on the batch a row comes in).
 
     n_epochs_ : int
         Epochs of the final training.
@@ -343,7 +344,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         features = np.hstack([H, self._calibrated(scores, len(H))])
 
         seed = torch_seed(self.random_state)
-        self.module_, self.n_epochs_ = train_classifier(
+        decoder, self.n_epochs_ = train_classifier(
             lambda X_train, y_train: _PrototypeDecoder(
                 X_train,
                 y_train,
@@ -367,6 +368,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
             no_decay=("radius",),
             verbose=self.verbose,
         )
+        self.module_ = decoder.double()  # predictions in float64: the same for a row alone or in any batch
         return self
 
     # ------------------------------------------------------------ zero shot
@@ -432,27 +434,26 @@ class DecTClassifier(EmbeddingHeadClassifier):
         if self.zero_shot_source_ == "label_words":
             return word_scores
         projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
-        similarities = (H @ projection) @ self.description_embeddings_.T
+        # in float64, so that a row's scores do not depend on the batch it comes in
+        H = np.asarray(H, dtype=np.float64)
+        in_description_space = H if _is_identity(projection) else H @ projection
+        similarities = in_description_space @ self.description_embeddings_.T.astype(np.float64)
         best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 
     def _calibrated(self, scores, n_samples: int) -> np.ndarray:
         """The decoder's zero-shot input from raw scores: calibrated log-probabilities (or probabilities)."""
         if scores is None:
-            return np.zeros((n_samples, len(self.classes_)), dtype=np.float32)
+            return np.zeros((n_samples, len(self.classes_)))
         reference = np.zeros(scores.shape[1]) if self.reference_scores_ is None else self.reference_scores_
         log_q = _calibrated_log_probs(scores, reference)
-        return (log_q if self.fusion == "log_probs" else np.exp(log_q)).astype(np.float32)
+        return log_q if self.fusion == "log_probs" else np.exp(log_q)
 
     # ----------------------------------------------------------- prediction
     def _representations(self, X) -> np.ndarray:
         """The decoder's input: the representation and the calibrated zero-shot probabilities."""
         H, word_scores = self._split(super()._representations(X))
         return np.hstack([H, self._calibrated(self._zero_shot_scores(H, word_scores), len(H))])
-
-    def _logits(self, features: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module_(torch.as_tensor(features, dtype=torch.float32)).numpy()
 
 
 def calibrate(scores, content_free) -> np.ndarray:

@@ -1,3 +1,4 @@
+import pickle
 import warnings
 
 import joblib
@@ -60,18 +61,17 @@ def test_training_fits_the_training_data(embedder):
 
 @pytest.mark.parametrize("weight", [0.0, 2.0, 50.0])
 def test_keys_are_the_descriptions_enhanced_by_their_class_examples(embedder, weight):
-    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=weight, **fast(max_epochs=3))
-    clf.fit(TEXTS, LABELS)
+    # one step at a negligible learning rate: the network as it starts, from the label-enhanced keys
+    start = dict(max_epochs=1, cv=0, learning_rate=1e-12, random_state=0)
+    clf = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=weight, **start).fit(TEXTS, LABELS)
     H = BlackBoxEmbedder(embedder.model).fit_transform(TEXTS)
     E = BlackBoxEmbedder(embedder.model).fit_transform([DESCRIPTIONS["neg"], DESCRIPTIONS["pos"]])
     sums = np.stack([H[LABELS == label].sum(0) for label in clf.classes_])
-    expected = (weight * E + sums) / (weight + 5)
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(clf.module_.keys[:, 0].numpy(), expected, atol=1e-5)
-    # the class means are also nearest-centroid prototypes, weighted by a learned gamma from zero
-    torch.testing.assert_close(clf.module_.prototypes, torch.as_tensor(sums / 5, dtype=torch.float32))
-    untrained = CrossTuneClassifier(embedder, DESCRIPTIONS, description_weight=weight, max_epochs=0)
-    assert untrained.fit(TEXTS, LABELS).module_.gamma.item() == 0.0
+    keys = (weight * E + sums) / (weight + 5)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    # the prototype scores start with a zero weight: the keys alone score
+    expected = (H @ keys.T) / 0.05
+    np.testing.assert_allclose(clf.decision_function(TEXTS), expected[:, 1] - expected[:, 0], atol=1e-4)
 
 
 def test_without_a_description_prior_training_starts_from_the_nearest_centroid_rule(embedder):
@@ -81,7 +81,6 @@ def test_without_a_description_prior_training_starts_from_the_nearest_centroid_r
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about: descriptions never fit a pair's cosine
         clf = CrossTuneClassifier(embedder, max_epochs=0).fit(pairs, y)
-    assert not clf.module_.prior.any() and clf.module_.gamma.item() == 1.0
     cosine = BlackBoxEmbedder(embedder.model).fit_transform(pairs).ravel()
     same, other = cosine[[0, 2]].mean(), cosine[[1, 3]].mean()
     nearest = np.where(np.abs(cosine - same) < np.abs(cosine - other), "same", "other")
@@ -246,3 +245,41 @@ def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_c
     assert losses.shape == (30, 4) and np.argmin(losses.mean(1)) == 29
     assert _one_standard_error_epochs(losses) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
     assert _one_standard_error_epochs(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum
+
+
+@pytest.mark.parametrize("prior", ["identity", "matrix", "zeros"])
+@pytest.mark.parametrize("per_class", [[1, 1, 1], [2, 1, 3]])
+def test_the_folded_network_computes_what_the_trained_one_does(prior, per_class):
+    """The fitted model keeps the network with its fixed parts multiplied out; the function is the same."""
+    from skcrosstune.crosstune import _CrossAttentionNetwork
+
+    rng = np.random.default_rng(0)
+    width, dim = (6, 6) if prior == "identity" else (9, 6)
+    P = {"identity": None, "matrix": rng.normal(size=(width, dim)), "zeros": np.zeros((width, dim))}[prior]
+    owner = np.repeat(np.arange(3), per_class)
+    descriptions = rng.normal(size=(len(owner), dim)).astype(np.float32)
+    prototypes = torch.as_tensor(rng.normal(size=(3, width)), dtype=torch.float32)
+    P = None if P is None else P.astype(np.float32)
+    torch.manual_seed(0)
+    network = _CrossAttentionNetwork(P, descriptions, owner, prototypes, prior != "zeros", 2, 3, 0.1, 0.0)
+    with torch.no_grad():  # a trained state: every parameter away from its start
+        for parameter in network.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    h = torch.as_tensor(rng.normal(size=(7, width)), dtype=torch.float32)
+    folded = network.folded()
+    with torch.no_grad():
+        expected = network.eval()(h).double()
+    torch.testing.assert_close(folded(h.double()), expected, rtol=1e-4, atol=1e-4)
+    assert (folded.vectors is None) == (per_class == [1, 1, 1])
+    assert all(t.dtype == torch.float64 for t in folded.state_dict().values() if t.is_floating_point())
+
+
+def test_on_texts_the_model_stores_no_projection_and_pickles_small(tmp_path):
+    """SST-2, 16 shots, the embedded default model: the identity projection is neither stored nor pickled."""
+    from skcrosstune.datasets import load_fewshot
+
+    data = load_fewshot("sst2", 16, 13)  # the splits bundled with the package
+    clf = CrossTuneClassifier(BlackBoxEmbedder(store=str(tmp_path)), random_state=0).fit(data.X_train, data.y_train)
+    width = clf.description_embeddings_.shape[1]
+    assert all(t.numel() < width * width for t in clf.module_.state_dict().values())
+    assert len(pickle.dumps(clf)) < 100_000

@@ -181,7 +181,7 @@ def test_prototypes_random_and_frozen_or_class_means_and_trained(embedder, proto
     if prototypes == "random":
         assert "prototypes" not in names
         torch.testing.assert_close(before, after)
-        torch.testing.assert_close(after.norm(dim=1), torch.ones(2))
+        torch.testing.assert_close(after.norm(dim=1), torch.ones(2, dtype=after.dtype))
     else:
         assert "prototypes" in names and not torch.equal(before, after)
     # the radius starts at the mean distance of the class's examples to its prototype

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, DecTClassifier
 
@@ -41,3 +42,22 @@ def test_device_cuda_on_a_cpu_only_machine_trains_on_the_cpu_with_a_warning(make
         clf = make_head(device="cuda").fit(TEXTS, LABELS)
     cpu = make_head(device="cpu").fit(TEXTS, LABELS)
     np.testing.assert_array_equal(clf.decision_function(TEXTS), cpu.decision_function(TEXTS))
+
+
+def test_a_batch_is_predicted_exactly_as_its_rows_one_at_a_time(make_head, tiny_bert):
+    """Predictions run in float64: a row's probabilities do not depend on the rows predicted with it."""
+    clf = make_head(device="cpu").fit(TEXTS, LABELS)
+    H = BlackBoxEmbedder(str(tiny_bert)).fit_transform(TEXTS + ["a film", "the plot", "funny", "bad acting"])
+    numeric = clone(clf).fit(H[:6], LABELS)  # on numeric representations: no embedding in the way
+    batch = numeric.predict_proba(H)
+    assert batch.dtype == np.float64
+    rows = np.vstack([numeric.predict_proba(H[i : i + 1]) for i in range(len(H))])
+    halves = np.vstack([numeric.predict_proba(H[:5]), numeric.predict_proba(H[5:])])
+    np.testing.assert_allclose(rows, batch, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(halves, batch, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.concatenate([numeric.decision_function(H[i : i + 1]) for i in range(len(H))]),
+        numeric.decision_function(H),
+        rtol=0,
+        atol=1e-12,
+    )

@@ -46,7 +46,7 @@ LEASE_SECONDS = 60.0
 #: for them itself (with a warning): a bound on waiting for a live but stuck owner.
 WAIT_SECONDS = 600.0
 
-_LOOKUP_CHUNK = 1000  # keys per store look-up: the look-up never holds more than this many rows at once
+_LOOKUP_CHUNK = 256  # keys per store look-up: a look-up holds at most this many answers besides the output
 _FIRST_POLL, _LONGEST_POLL = 0.02, 0.5
 
 

@@ -432,8 +432,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         """Float32 representations, scaled to unit length in place (block by block: no full-size copy)."""
         states = np.asarray(states, dtype=np.float32)
         if self.normalize:
-            for start in range(0, len(states), 4096):
-                block = states[start : start + 4096]
+            for start in range(0, len(states), 512):
+                block = states[start : start + 512]
                 block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         return states
 

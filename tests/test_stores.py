@@ -240,27 +240,29 @@ def test_grid_search_with_two_jobs_on_a_cold_store_sends_each_text_once(tiny_ber
 
 
 def test_a_pickled_model_uses_the_store_of_the_machine_it_runs_on(tiny_bert, tmp_path, monkeypatch):
-    fitted = BlackBoxEmbedder(str(tiny_bert)).fit(TEXTS)
-    fitted.transform(TEXTS)
+    y = np.array([i % 2 for i in range(len(TEXTS))])
+    fitted = make_pipeline(BlackBoxEmbedder(str(tiny_bert)), LogisticRegression()).fit(TEXTS, y)
+    expected = fitted.predict_proba(TEXTS)
     blob = pickle.dumps(fitted)
     assert str(tmp_path).encode() not in blob  # no path of the fitting machine travels with the model
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", str(blocker / "cache"))  # where the model now runs
     loaded = pickle.loads(blob)
     with pytest.warns(RuntimeWarning, match="default query store .* cannot be used") as caught:
-        X = loaded.transform(TEXTS[:3])
-        loaded.transform(TEXTS[3:6])
-    assert len(caught) == 1 and X.shape == (3, fitted.n_features_out_)
-    np.testing.assert_allclose(X, fitted.transform(TEXTS[:3]), atol=1e-6)
+        proba = loaded.predict_proba(TEXTS[:3])
+        loaded.predict(TEXTS[3:6])
+    assert len(caught) == 1  # one warning, and the work went on without a store
+    np.testing.assert_allclose(proba, expected[:3], atol=1e-6)
 
+    embedder = loaded.named_steps["blackboxembedder"]
     with pytest.raises(StoreError, match="a-file"):
-        loaded.set_params(store=str(blocker / "mine")).transform(TEXTS[:1])
+        embedder.set_params(store=str(blocker / "mine")).transform(TEXTS[:1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loaded.set_params(store=None).transform(TEXTS[:2])
-        loaded.set_params(store=str(tmp_path / "elsewhere")).transform(TEXTS[:2])
-    assert loaded.store_counts() == {"sent": 2, "hits": 0}
+        loaded.set_params(blackboxembedder__store=None).predict(TEXTS[:2])
+        loaded.set_params(blackboxembedder__store=str(tmp_path / "elsewhere")).predict(TEXTS[:2])
+    assert embedder.store_counts() == {"sent": 2, "hits": 0}
 
 
 def test_an_unknown_store_kind_is_a_clear_error(tmp_path):

@@ -138,7 +138,12 @@ def new_owner() -> str:
 
 
 def owner_is_gone(owner: str) -> bool:
-    """Whether ``owner`` was a process of this machine that no longer runs."""
+    """Whether ``owner`` was a process of this machine that no longer runs.
+
+    The machine is known by its host name: containers sharing a host name but
+    not a process table could take each other's live claims for gone ones,
+    and pay twice for those texts (never wrongly answer).
+    """
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != _HOST or not pid.isdigit():

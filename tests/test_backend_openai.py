@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skcrosstune import BlackBoxEmbedder, BlackBoxError, DecTClassifier
+from skcrosstune import BlackBoxEmbedder, BlackBoxError, BlackBoxPromptClassifier, DecTClassifier, LLMAugmenter
 from skcrosstune.backends import _retry
 from skcrosstune.backends.chat import OpenAIChatGenerator
 from skcrosstune.backends.openai import OpenAIEmbeddingBackend
@@ -545,6 +545,25 @@ def test_a_model_that_changes_width_behind_the_same_name_is_refused(openai_serve
         pickle.loads(pickle.dumps(embedder)).transform(["another new text"])
 
 
+def test_old_width_entries_in_the_store_never_crash_a_refitted_embedder(openai_server, tmp_path):
+    old = make_embedder(openai_server, tmp_path).fit(TEXTS)
+    old.transform(TEXTS)  # stored 24 wide
+    openai_server.width = 12  # a new model behind the same name
+    openai_server.reset()
+
+    refitted = make_embedder(openai_server, tmp_path, normalize=False).fit(["a text nobody embedded"])
+    X = refitted.transform(TEXTS + ["a text nobody embedded"])  # old entries mixed with new ones
+
+    assert refitted.embedding_dim_ == 12 and X.shape == (len(TEXTS) + 1, 12)
+    np.testing.assert_array_equal(X[: len(TEXTS)], expected(TEXTS, width=12))  # stale entries fetched again
+    assert sorted(openai_server.embedded_texts()) == sorted(TEXTS + ["a text nobody embedded"])
+    again = make_embedder(openai_server, tmp_path, normalize=False).fit(TEXTS).transform(TEXTS)
+    np.testing.assert_array_equal(again, X[: len(TEXTS)])  # and stored at the new width
+    assert len(openai_server.embedded_texts()) == len(TEXTS) + 1
+    with pytest.raises(BlackBoxError, match="12 wide, not the 24 learned"):
+        old.transform(TEXTS)  # the embedder fitted on the old model says so, rather than mixing widths
+
+
 def test_dimensions_not_honoured_by_the_server_is_refused(openai_server, tmp_path):
     embedder = make_embedder(openai_server, tmp_path, dimensions=8, max_retries=3).fit(TEXTS)
     openai_server.push(Fault(status=200, answer_normally=True, mutate=_widen))
@@ -614,7 +633,7 @@ def assert_no_secret_reachable(error, *secrets):
     # the frames below the test's own (whose parameters may hold the secret on purpose)
     below = error.__traceback__.tb_next
     with_locals = "".join(traceback.StackSummary.extract(traceback.walk_tb(below), capture_locals=True).format())
-    assert "call_with_retries" in with_locals and "encode" in with_locals  # the frames were rendered
+    assert "call_with_retries" in with_locals  # the frames down to the request were rendered
     frames = []
     tb = below
     while tb is not None:
@@ -653,6 +672,46 @@ def test_no_secret_is_reachable_when_the_server_is_gone(tmp_path):
         embedder = make_embedder(server, tmp_path, dimensions=8, max_retries=1).fit(TEXTS)
     with pytest.raises(BlackBoxError, match="still failed after 2 attempts") as info:
         embedder.transform(TEXTS)
+    assert_no_secret_reachable(info.value, KEY)
+
+
+def _frames_rendered(error, *names):
+    text = "".join(traceback.format_exception(error))
+    return all(name in text for name in names)
+
+
+def test_no_secret_is_reachable_from_the_chat_generator_or_the_augmenter(openai_server):
+    generator = OpenAIChatGenerator("test-chat", base_url=openai_server.url, api_key_env=KEY_ENV, max_retries=0)
+    openai_server.push(unauthorized(echo_key=True))
+    with pytest.raises(BlackBoxError, match="HTTP 401") as info:
+        generator.complete([{"role": "user", "content": "hi"}], seed=0)
+    assert_no_secret_reachable(info.value, KEY)
+
+    augmenter = LLMAugmenter(
+        "openai:test-chat", base_url=openai_server.url, api_key_env=KEY_ENV, n_per_class=2, store=None, max_retries=0
+    )
+    openai_server.push(*[unauthorized(echo_key=True)] * 8)
+    with pytest.raises(BlackBoxError, match="HTTP 401") as info:
+        augmenter.fit_resample(TEXTS, ["pos", "neg", "pos", "neg"])
+    assert _frames_rendered(info.value, "fit_resample")
+    for error in _chain(info.value):
+        assert KEY not in str(error) and KEY not in repr(error)
+    text = "".join(traceback.TracebackException.from_exception(info.value, capture_locals=True).format())
+    assert KEY not in text
+
+
+def test_no_secret_is_reachable_from_the_log_prob_black_box(openai_server):
+    clf = BlackBoxPromptClassifier(
+        OpenAILogProbBackend("test-chat", base_url=openai_server.url, api_key_env=KEY_ENV, max_retries=0),
+        label_words={"pos": "good", "neg": "bad"},
+        max_steps=1,
+        sample_size=2,
+        max_queries=None,
+        store=None,
+    )
+    openai_server.push(unauthorized(echo_key=True))
+    with pytest.raises(BlackBoxError, match="HTTP 401") as info:
+        clf.fit(["a good film indeed", "a bad film indeed", "good acting here", "bad acting here"], ["pos", "neg"] * 2)
     assert_no_secret_reachable(info.value, KEY)
 
 

@@ -43,6 +43,8 @@ import numpy as np
 from .fewshot import DEFAULT_CACHE_DIR, DEFAULT_DATA_HOME, DEFAULT_RESULTS_DIR, load_descriptions
 
 TASKS = ("sst2", "sst5", "trec")
+#: Tasks of the out-of-fold switch runs (clinc150: 150 intents, 32 generated per class).
+JUDGE_TASKS = ("sst2", "sst5", "trec", "clinc150")
 NOISE_LEVELS = (0.0, 0.3, 0.5)
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7)
 #: Thresholds of the fixed-threshold analysis (lower ones matter with 5 or 6 classes).
@@ -77,13 +79,20 @@ class StandInGenerator:
         Every text answered -> its real label.
     """
 
-    def __init__(self, rows: list[dict], exclude: set, noise: float):
+    def __init__(
+        self, rows: list[dict], exclude: set, noise: float, *, off_task=(), off_task_share=0.0, near_copy_share=0.0
+    ):
         self.noise = noise
+        self.off_task = list(off_task)
+        self.off_task_share = off_task_share
+        self.near_copy_share = near_copy_share
         self.pools: dict[str, list[str]] = {}
         for row in rows:
             if row["text"] not in exclude:
                 self.pools.setdefault(row["label"], []).append(row["text"])
         self.truth = {text: label for label, texts in self.pools.items() for text in texts}
+        #: Texts that are not the asked label's: ``"relabel"``, ``"off_task"`` or ``"near_copy"``.
+        self.kind: dict[str, str] = {}
 
     def __call__(self, body: dict) -> str:
         match = _REQUEST.search(body["messages"][-1]["content"])
@@ -98,7 +107,33 @@ class StandInGenerator:
         for j in np.flatnonzero(corrupt):
             wrong = self.pools[others[rng.integers(len(others))]]
             texts[j] = wrong[rng.integers(len(wrong))]
+            self.kind.setdefault(texts[j], "relabel")
+        if self.off_task_share or self.near_copy_share:
+            # a separate stream, so the relabelled draw above is the same as without these kinds
+            extra = np.random.default_rng([int.from_bytes(digest, "little"), 1])
+            shown = [
+                json.loads(line)["text"]
+                for line in body["messages"][-1]["content"].splitlines()
+                if line[:8] == '{"text"'
+            ]
+            for j in range(len(texts)):
+                u = extra.random()
+                if u < self.off_task_share:
+                    texts[j] = self.off_task[extra.integers(len(self.off_task))]
+                    self.kind[texts[j]] = "off_task"
+                elif u < self.off_task_share + self.near_copy_share and shown:
+                    texts[j] = near_copy(shown[extra.integers(len(shown))], extra)
+                    self.kind[texts[j]] = "near_copy"
         return json.dumps(texts)
+
+
+def near_copy(text: str, rng) -> str:
+    """A demonstration barely reworded: one word of five or more dropped, the first letter's case flipped."""
+    words = text.split()
+    if len(words) >= 5:
+        del words[rng.integers(len(words))]
+    out = " ".join(words) + " !"
+    return out[:1].swapcase() + out[1:]
 
 
 def read_rows(data_home: Path, task: str, name: str) -> list[dict]:
@@ -106,123 +141,125 @@ def read_rows(data_home: Path, task: str, name: str) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def setup_run(task: str, seed: int, noise: float, server, data_home: Path, n_per_class: int):
-    """The split, the stand-in (now answering at ``server``), the classifier and the augmenter of one run."""
+CONDITIONS = {
+    "clean": {},
+    "relabel30": {"noise": 0.3},
+    "mixed": {"noise": 0.1, "off_task_share": 0.2, "near_copy_share": 0.1},
+}
+#: The knob's grid of the new switch (threshold relative to each class's mean probability).
+JUDGE_THRESHOLDS = (0.0, 0.5, 1.0)
+#: Texts of another task, for off-task generations (news headlines: no simulated task is about news).
+OFF_TASK = ("agnews", "test.jsonl", 800)
+N_PER_CLASS_BY_TASK = {"clinc150": 32}
+
+
+def setup_judge_run(task: str, seed: int, condition: str, server, data_home: Path, n_per_class: int):
+    """The split, the stand-in of ``condition``, the CrossTune student and the augmenter (new switch, defaults)."""
     from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, LLMAugmenter
     from skcrosstune.datasets import load_fewshot
 
     data = load_fewshot(task, 16, seed, data_home=data_home)
     descriptions = load_descriptions(task, data.labels)
     exclude = set(data.X_train) | set(data.X_dev) | set(data.X_test)
-    stand_in = StandInGenerator(read_rows(data_home, task, "full_train.jsonl"), exclude, noise)
+    source, name, count = OFF_TASK
+    off_task = [row["text"] for row in read_rows(data_home, source, name)[:count]]
+    settings = dict(CONDITIONS[condition])
+    noise = settings.pop("noise", 0.0)
+    stand_in = StandInGenerator(
+        read_rows(data_home, task, "full_train.jsonl"), exclude, noise, off_task=off_task, **settings
+    )
     server.chat_reply = stand_in
     embedder = BlackBoxEmbedder(store=DEFAULT_CACHE_DIR)
     classifier = CrossTuneClassifier(embedder, descriptions, random_state=seed)
     augmenter = LLMAugmenter(
-        f"openai:stand-in-{task}-noise{round(100 * noise)}",
+        f"openai:stand-in-{task}-{condition}",
         base_url=server.url,
         api_key_env=None,
         task_description=TASK_DESCRIPTIONS[task],
         label_descriptions=descriptions,
-        n_per_class=n_per_class,
-        teacher=CrossTuneClassifier(embedder, descriptions, random_state=seed),
+        n_per_class=N_PER_CLASS_BY_TASK.get(task, n_per_class),
         store=DEFAULT_CACHE_DIR,
         random_state=seed,
     )
     return data, stand_in, classifier, augmenter
 
 
-def run_fixed(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
-    """Test accuracy of the switch at each fixed threshold (no selection): what a well-chosen threshold gives."""
-    from sklearn.base import clone
-
-    data, _, classifier, augmenter = setup_run(task, seed, noise, server, data_home, n_per_class)
-    X, y = list(data.X_train), np.asarray(data.y_train)
-    accuracies = {}
-    for t in FIXED_THRESHOLDS:
-        X_res, y_res = clone(augmenter).set_params(threshold=t).fit_resample(X, y)
-        accuracies[str(t)] = float(clone(classifier).fit(X_res, y_res).score(data.X_test, data.y_test))
-    return {"task": task, "seed": seed, "noise": noise, "n_per_class": n_per_class, "fixed": accuracies}
+def generation_kind(stand_in: StandInGenerator, text: str, label) -> str:
+    """``"clean"``, or which kind of bad generation ``text`` written for ``label`` is."""
+    if text in stand_in.truth:
+        return "clean" if stand_in.truth[text] == label else "relabel"
+    return stand_in.kind[text]
 
 
-def grid_search(classifier, augmenter, thresholds, X, y, seed: int):
-    """GridSearchCV over the switch's threshold, on the gold training data only."""
+def rejection_rates(kinds: np.ndarray, kept: np.ndarray) -> dict:
+    """Per kind of generation: how many there were and the share rejected; precision over the bad ones."""
+    out = {
+        kind: {"n": int((kinds == kind).sum()), "rejected": float(np.mean(~kept[kinds == kind]))}
+        for kind in np.unique(kinds)
+    }
+    bad = kinds != "clean"
+    rejected = ~kept
+    out["precision"] = float((rejected & bad).sum() / rejected.sum()) if rejected.any() else None
+    out["recall"] = float((rejected & bad).sum() / bad.sum()) if bad.any() else None
+    return out
+
+
+def run_judge(
+    task: str, seed: int, condition: str, *, server, data_home: Path, n_per_class: int, grid: bool = True
+) -> dict:
+    """Accuracies and rejection rates of the out-of-fold switch on one split and condition."""
     from imblearn.pipeline import Pipeline
     from sklearn.base import clone
+    from sklearn.metrics import accuracy_score
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
-    folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
-    return GridSearchCV(pipe, {"augment__threshold": list(thresholds)}, cv=folds).fit(X, y)
-
-
-def run_wide(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
-    """The switch with its threshold chosen by GridSearchCV over the wider grid."""
-    data, _, classifier, augmenter = setup_run(task, seed, noise, server, data_home, n_per_class)
-    search = grid_search(classifier, augmenter, WIDE_THRESHOLDS, list(data.X_train), np.asarray(data.y_train), seed)
-    return {
-        "task": task,
-        "seed": seed,
-        "noise": noise,
-        "n_per_class": n_per_class,
-        "switch_wide": float(search.score(data.X_test, data.y_test)),
-        "threshold_wide": search.best_params_["augment__threshold"],
-    }
-
-
-def run_one(task: str, seed: int, noise: float, *, server, data_home: Path, n_per_class: int) -> dict:
-    """All four conditions on one split and noise level."""
-    from sklearn.base import clone
-    from sklearn.metrics import accuracy_score
-
-    data, stand_in, classifier, augmenter = setup_run(task, seed, noise, server, data_home, n_per_class)
+    data, stand_in, classifier, augmenter = setup_judge_run(task, seed, condition, server, data_home, n_per_class)
     X, y = list(data.X_train), np.asarray(data.y_train)
 
     def test_accuracy(model) -> float:
         return float(accuracy_score(data.y_test, model.predict(data.X_test)))
 
+    def student(kept: list) -> float:
+        X_fit = X + [r["text"] for r in kept]
+        y_fit = np.concatenate([y, np.asarray([r["label"] for r in kept], dtype=y.dtype)])
+        return test_accuracy(clone(classifier).fit(X_fit, y_fit))
+
     start = time.perf_counter()
-    record = {"task": task, "seed": seed, "noise": noise, "n_per_class": n_per_class}
-    record["gold"] = test_accuracy(clone(classifier).fit(X, y))
-
-    # every clean generation; the oracle drops exactly the corrupted ones
-    X_all, y_all = clone(augmenter).set_params(threshold=0).fit_resample(X, y)
-    generated = list(zip(X_all[len(X) :], y_all[len(X) :], strict=True))
-    corrupted = np.asarray([stand_in.truth[text] != label for text, label in generated])
-    record["no_switch"] = test_accuracy(clone(classifier).fit(X_all, y_all))
-    clean = [pair for pair, bad in zip(generated, corrupted, strict=True) if not bad]
-    X_oracle = X + [text for text, _ in clean]
-    y_oracle = np.concatenate([y, np.asarray([label for _, label in clean], dtype=y.dtype)])
-    record["oracle"] = test_accuracy(clone(classifier).fit(X_oracle, y_oracle))
-
-    search = grid_search(classifier, augmenter, THRESHOLDS, X, y, seed)
-    record["switch"] = test_accuracy(search)
-    record["threshold"] = search.best_params_["augment__threshold"]
-    record["cv_scores"] = [round(float(s), 4) for s in search.cv_results_["mean_test_score"]]
-
-    # the switch at every threshold on the final (all-gold) generations: same teacher, same texts
-    fitted = clone(augmenter).set_params(threshold=1e-9)
-    fitted.fit_resample(X, y)
-    records = [r for r in fitted.generations_ if r["reason"] in ("kept", "below_threshold")]
-    proba = np.asarray([r["probability"] for r in records])
-    bad = np.asarray([stand_in.truth[r["text"]] != r["label"] for r in records])
-    record["n_generated"] = len(records)
-    record["corrupted_fraction"] = float(bad.mean()) if len(bad) else 0.0
-    record["switch_at"] = {}
-    for t in THRESHOLDS[1:]:
-        rejected = proba < t
-        hits = int((rejected & bad).sum())
-        record["switch_at"][str(t)] = {
-            "rejected": int(rejected.sum()),
-            "precision": hits / rejected.sum() if rejected.any() and bad.any() else None,
-            "recall": hits / bad.sum() if bad.any() else None,
-        }
-    chosen = record["switch_at"].get(str(record["threshold"]))
-    record["precision"] = chosen["precision"] if chosen else None
-    record["recall"] = chosen["recall"] if chosen else None
-    record["teacher_accuracy_on_generations"] = float(
-        np.mean([stand_in.truth[r["text"]] for r in records] == fitted.teacher_.predict([r["text"] for r in records]))
+    record = {"task": task, "seed": seed, "condition": condition}
+    # the judge's probabilities once (threshold 1); any other threshold is a multiple of the class means
+    judged = clone(augmenter).set_params(threshold=1.0)
+    judged.fit_resample(X, y)
+    records = [r for r in judged.generations_ if r["reason"] in ("kept", "below_threshold")]
+    record["drop_counts"] = judged.drop_counts_
+    near_dropped = [r for r in judged.generations_ if r["reason"] == "near_copy"]
+    kinds = np.asarray(
+        [generation_kind(stand_in, r["text"], r["label"]) for r in records]
+        + [generation_kind(stand_in, r["text"], r["label"]) for r in near_dropped]
     )
+    proba = np.asarray([r["probability"] for r in records])
+    means = {label: t for label, t in judged.class_thresholds_.items()}  # threshold 1: the class means
+    bar = np.asarray([means[r["label"]] for r in records])
+    record["n_generated"] = len(kinds)
+    record["kinds"] = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
+    record["switch_at"] = {}
+    for t in JUDGE_THRESHOLDS[1:]:
+        kept = np.concatenate([proba >= t * bar, np.zeros(len(near_dropped), dtype=bool)])
+        record["switch_at"][str(t)] = rejection_rates(kinds, kept)
+    record["clean_up"] = rejection_rates(
+        kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
+    )
+
+    record["gold"] = test_accuracy(clone(classifier).fit(X, y))
+    record["no_switch"] = student(records)
+    record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
+    record["switch_1"] = student([r for r in records if r["kept"]])
+    if grid:
+        pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
+        folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
+        search = GridSearchCV(pipe, {"augment__threshold": list(JUDGE_THRESHOLDS)}, cv=folds).fit(X, y)
+        record["switch"] = test_accuracy(search)
+        record["threshold"] = search.best_params_["augment__threshold"]
+        record["cv_scores"] = [round(float(v), 4) for v in search.cv_results_["mean_test_score"]]
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
@@ -362,74 +399,185 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: Path) -> None:
-    """Accuracy against label noise, one panel per task, one line per condition."""
+def summarise_judges(records: list[dict]) -> dict:
+    """Means over seeds per task and condition, the share of the clean gain kept, and rejection rates per kind."""
+    accuracy_keys = ("gold", "no_switch", "switch", "switch_1", "oracle")
+    summary: dict = {"by_task": {}, "gain_kept": {}}
+    tasks = [t for t in JUDGE_TASKS if any(r["task"] == t for r in records)]
+    for task in tasks:
+        for condition in CONDITIONS:
+            runs = [r for r in records if r["task"] == task and r["condition"] == condition]
+            if not runs:
+                continue
+            row = {key: _mean(r.get(key) for r in runs) for key in accuracy_keys}
+            row |= {"seeds": [r["seed"] for r in runs], "thresholds": [r.get("threshold") for r in runs]}
+            row["rejected"] = {}
+            for t in runs[0]["switch_at"]:
+                kinds = sorted({k for r in runs for k in r["switch_at"][t] if k not in ("precision", "recall")})
+                cell = {k: _mean(r["switch_at"][t].get(k, {}).get("rejected") for r in runs) for k in kinds}
+                cell["precision"] = _mean(r["switch_at"][t]["precision"] for r in runs)
+                cell["recall"] = _mean(r["switch_at"][t]["recall"] for r in runs)
+                row["rejected"][t] = cell
+            summary["by_task"][f"{task}@{condition}"] = row
+    for condition in CONDITIONS:
+        both = [t for t in tasks if f"{t}@{condition}" in summary["by_task"] and f"{t}@clean" in summary["by_task"]]
+        if not both:
+            continue
+        rows = [summary["by_task"][f"{t}@{condition}"] for t in both]
+        clean = [summary["by_task"][f"{t}@clean"] for t in both]
+        gold = np.mean([r["gold"] for r in rows])
+        clean_gain = np.mean([c["no_switch"] for c in clean]) - gold
+        entry = {"tasks": both, "clean_gain": float(clean_gain)}
+        for key in ("no_switch", "switch", "switch_1", "oracle"):
+            if clean_gain > 0 and all(r[key] is not None for r in rows):
+                entry[key] = float((np.mean([r[key] for r in rows]) - gold) / clean_gain)
+        summary["gain_kept"][condition] = entry
+    return summary
+
+
+def judge_markdown(summary: dict, machine: str) -> str:
+    """The tables of the out-of-fold switch."""
+
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    def share(v):
+        return "–" if v is None else f"{100 * v:.1f} %"
+
+    lines = [
+        "",
+        "## The out-of-fold switch (this version)",
+        "",
+        "Conditions: `clean` (no noise), `relabel30` (30 % of the generations are texts of another label), "
+        "`mixed` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
+        "in the prompt). Judge: the augmenter's defaults (a logistic regression on the MiniLM embeddings, fitted "
+        "out of fold on the gold examples, each 4 times, and the other 3 folds' generations); `switch`: "
+        f"`threshold` chosen by {GRID_FOLDS}-fold GridSearchCV on the gold data over {list(JUDGE_THRESHOLDS)}; "
+        "`switch, t=1`: the default `threshold=1` (no selection). 128 generated per class (clinc150: 32). "
+        f"Machine: {machine}.",
+        "",
+        "| task | condition | seeds | gold | + aug, no switch | + aug, switch (GridSearchCV) | + aug, switch t=1 | "
+        "+ aug, oracle | thresholds chosen |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, row in summary["by_task"].items():
+        task, condition = key.split("@")
+        chosen = ", ".join(str(t) for t in row["thresholds"] if t is not None) or "–"
+        seeds = ", ".join(str(s) for s in row["seeds"])
+        lines.append(
+            f"| {task} | {condition} | {seeds} | {pct(row['gold'])} | {pct(row['no_switch'])} | "
+            f"{pct(row['switch'])} | {pct(row['switch_1'])} | {pct(row['oracle'])} | {chosen} |"
+        )
+    lines += [
+        "",
+        "Share of the clean-augmentation gain kept (mean over the tasks listed; gain = accuracy − gold accuracy, "
+        "divided by the gain of augmentation without switch in the clean condition):",
+        "",
+        "| condition | tasks | clean gain (points) | no switch | switch (GridSearchCV) | switch, t=1 | oracle |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for condition, entry in summary["gain_kept"].items():
+        lines.append(
+            f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | "
+            f"{share(entry.get('no_switch'))} | {share(entry.get('switch'))} | {share(entry.get('switch_1'))} | "
+            f"{share(entry.get('oracle'))} |"
+        )
+    lines += [
+        "",
+        "Share of each kind of generation rejected (clean-up and switch together; near-copies are dropped by the "
+        "clean-up), with the switch's precision and recall at rejecting the bad ones, at threshold 1 and 0.5:",
+        "",
+        "| task | condition | t | clean | relabelled | off-task | near-copy | precision | recall |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in summary["by_task"].items():
+        task, condition = key.split("@")
+        for t, cell in sorted(row["rejected"].items(), reverse=True):
+            lines.append(
+                f"| {task} | {condition} | {t} | {pct(cell.get('clean'))} | {pct(cell.get('relabel'))} | "
+                f"{pct(cell.get('off_task'))} | {pct(cell.get('near_copy'))} | {pct(cell['precision'])} | "
+                f"{pct(cell['recall'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_judges(summary: dict, path: Path) -> None:
+    """Test accuracy per task and condition: gold, no switch, the switch, the oracle."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(key.split("@")[0] for key in summary["by_task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    conditions = [c for c in CONDITIONS if any(k.endswith("@" + c) for k in summary["by_task"])]
     styles = {
-        "gold": ("gold only", "k", "--"),
-        "no_switch": ("+ aug, no switch", "tab:red", "-"),
-        "switch": ("+ aug, switch (GridSearchCV)", "tab:blue", "-"),
-        "oracle": ("+ aug, oracle", "tab:green", ":"),
+        "gold": ("gold only", "0.6"),
+        "no_switch": ("+ aug, no switch", "tab:red"),
+        "switch": ("+ aug, switch (GridSearchCV)", "tab:blue"),
+        "switch_1": ("+ aug, switch t=1", "tab:cyan"),
+        "oracle": ("+ aug, oracle", "tab:green"),
     }
-    for ax, task in zip(axes[0], tasks, strict=True):
-        rows = {float(k.split("@")[1]): v for k, v in summary["by_task"].items() if k.startswith(task + "@")}
-        levels = sorted(rows)
-        for key, (label, color, style) in styles.items():
-            accuracy = [100 * rows[x][key] for x in levels]
-            ax.plot([100 * x for x in levels], accuracy, style, color=color, marker="o", label=label)
-        ax.set_title(f"{task} (simulation)")
-        ax.set_xlabel("label noise of the generator (%)")
-        ax.set_xticks([100 * x for x in levels])
+    fig, axes = plt.subplots(1, len(conditions), figsize=(4.6 * len(conditions), 3.6), squeeze=False)
+    for ax, condition in zip(axes[0], conditions, strict=True):
+        rows = {k.split("@")[0]: v for k, v in summary["by_task"].items() if k.endswith("@" + condition)}
+        tasks = list(rows)
+        width = 0.8 / len(styles)
+        for j, (key, (label, color)) in enumerate(styles.items()):
+            values = [100 * rows[t][key] if rows[t][key] is not None else np.nan for t in tasks]
+            ax.bar(np.arange(len(tasks)) + (j - 2) * width, values, width, color=color, label=label)
+        ax.set_xticks(np.arange(len(tasks)), tasks)
+        ax.set_title(f"{condition} (simulation)")
+        low = min(100 * r["gold"] for r in rows.values())
+        ax.set_ylim(max(low - 10, 0), None)
     axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_report(records: list[dict], results_dir: Path, machine: str) -> list[Path]:
+def write_report(records: list[dict], judge_records: list[dict], results_dir: Path, machine: str) -> list[Path]:
     summary = summarise(records)
+    judges = summarise_judges(judge_records)
     json_path = results_dir / "augment_sim.json"
     md_path = results_dir / "augment_sim.md"
-    json_path.write_text(json.dumps({"machine": machine, "summary": summary, "runs": records}, indent=1) + "\n")
-    md_path.write_text(markdown(records, summary, machine))
+    payload = {
+        "machine": machine,
+        "summary": summary,
+        "runs": records,
+        "judge_summary": judges,
+        "judge_runs": judge_records,
+    }
+    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    md_path.write_text(markdown(records, summary, machine) + judge_markdown(judges, machine))
     written = [json_path, md_path]
-    if summary["by_task"]:
-        plot(summary, results_dir / "augment_sim.png")
+    if judges["by_task"]:
+        plot_judges(judges, results_dir / "augment_sim.png")
         written.append(results_dir / "augment_sim.png")
     return written
 
 
-def _key(record: dict) -> tuple:
-    return record["task"], record["seed"], record["noise"]
-
-
-def merge(records: list[dict], new: dict) -> list[dict]:
-    """Records with ``new`` merged into the one of the same task, seed and noise (or appended)."""
+def merge(records: list[dict], new: dict, key) -> list[dict]:
+    """Records with ``new`` merged into the one with the same ``key`` (or appended)."""
     out, merged = [], False
     for record in records:
-        if _key(record) == _key(new):
+        if key(record) == key(new):
             record, merged = {**record, **new}, True
         out.append(record)
     return out if merged else out + [new]
 
 
+def _judge_key(record: dict) -> tuple:
+    return record["task"], record["seed"], record["condition"]
+
+
 def main(argv=None) -> None:
-    """Run the simulation and write results/augment_sim.{json,md}."""
+    """Run the simulation of the out-of-fold switch and write results/augment_sim.{json,md,png}."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_sim", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=list(JUDGE_TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42, 87, 100])
-    parser.add_argument("--noise", nargs="+", type=float, default=list(NOISE_LEVELS))
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     parser.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
-    parser.add_argument("--fixed", action="store_true", help="only the accuracies at fixed thresholds (analysis)")
-    parser.add_argument("--wide-grid", action="store_true", help=f"only the switch over the grid {WIDE_THRESHOLDS}")
-    parser.add_argument("--merge", nargs="+", type=Path, default=[], help="merge the runs of these result files")
+    parser.add_argument("--no-grid", nargs="*", default=[], help="tasks run without the GridSearchCV row (time)")
     parser.add_argument("--data-home", type=Path, default=DEFAULT_DATA_HOME)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
@@ -440,31 +588,25 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     json_path = args.results_dir / "augment_sim.json"
-    records = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
-    for path in args.merge:
-        for record in json.loads(path.read_text())["runs"]:
-            records = merge(records, record)
+    stored = json.loads(json_path.read_text()) if json_path.exists() else {}
+    records, judge_records = stored.get("runs", []), stored.get("judge_runs", [])
     if not args.report_only:
         from tests._openai_server import OpenAIServer
 
-        run, field = run_one, "gold"
-        if args.fixed:
-            run, field = run_fixed, "fixed"
-        elif args.wide_grid:
-            run, field = run_wide, "switch_wide"
-        done = {_key(r) for r in records if r.get("n_per_class") == args.n_per_class and field in r}
+        done = {_judge_key(r) for r in judge_records}
         with OpenAIServer() as server:
-            for task in args.tasks:
-                for seed in args.seeds:
-                    for noise in args.noise:
-                        if (task, seed, noise) in done:
+            for seed in args.seeds:
+                for task in args.tasks:
+                    for condition in args.conditions:
+                        if (task, seed, condition) in done:
                             continue
                         kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
-                        record = run(task, seed, noise, **kwargs)
-                        records = merge(records, record)
-                        write_report(records, args.results_dir, args.machine)
-                        print(f"{task} seed {seed} noise {noise:.1f}: " + json.dumps(record)[:400], flush=True)
-    print("wrote", ", ".join(str(p) for p in write_report(records, args.results_dir, args.machine)))
+                        grid = task not in args.no_grid and condition != "mixed"
+                        record = run_judge(task, seed, condition, grid=grid, **kwargs)
+                        judge_records = merge(judge_records, record, _judge_key)
+                        write_report(records, judge_records, args.results_dir, args.machine)
+                        print(f"{task} seed {seed} {condition}: " + json.dumps(record)[:600], flush=True)
+    print("wrote", ", ".join(str(p) for p in write_report(records, judge_records, args.results_dir, args.machine)))
 
 
 if __name__ == "__main__":

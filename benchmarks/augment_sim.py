@@ -107,7 +107,6 @@ class StandInGenerator:
         for j in np.flatnonzero(corrupt):
             wrong = self.pools[others[rng.integers(len(others))]]
             texts[j] = wrong[rng.integers(len(wrong))]
-            self.kind.setdefault(texts[j], "relabel")
         if self.off_task_share or self.near_copy_share:
             # a separate stream, so the relabelled draw above is the same as without these kinds
             extra = np.random.default_rng([int.from_bytes(digest, "little"), 1])
@@ -119,10 +118,10 @@ class StandInGenerator:
             for j in range(len(texts)):
                 u = extra.random()
                 if u < self.off_task_share:
-                    texts[j] = self.off_task[extra.integers(len(self.off_task))]
+                    texts[j] = self.off_task[extra.integers(len(self.off_task))].strip()
                     self.kind[texts[j]] = "off_task"
                 elif u < self.off_task_share + self.near_copy_share and shown:
-                    texts[j] = near_copy(shown[extra.integers(len(shown))], extra)
+                    texts[j] = near_copy(shown[extra.integers(len(shown))], extra).strip()
                     self.kind[texts[j]] = "near_copy"
         return json.dumps(texts)
 
@@ -148,6 +147,8 @@ CONDITIONS = {
 }
 #: The knob's grid of the new switch (threshold relative to each class's mean probability).
 JUDGE_THRESHOLDS = (0.0, 0.5, 1.0)
+#: LLMAugmenter's default threshold.
+DEFAULT_T = 0.5
 #: Texts of another task, for off-task generations (news headlines: no simulated task is about news).
 OFF_TASK = ("agnews", "test.jsonl", 800)
 N_PER_CLASS_BY_TASK = {"clinc150": 32}
@@ -252,7 +253,7 @@ def run_judge(
     record["gold"] = test_accuracy(clone(classifier).fit(X, y))
     record["no_switch"] = student(records)
     record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
-    record["switch_1"] = student([r for r in records if r["kept"]])
+    record["switch_default"] = student([r for r, p, b in zip(records, proba, bar, strict=True) if p >= DEFAULT_T * b])
     if grid:
         pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
         folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
@@ -401,7 +402,7 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
 
 def summarise_judges(records: list[dict]) -> dict:
     """Means over seeds per task and condition, the share of the clean gain kept, and rejection rates per kind."""
-    accuracy_keys = ("gold", "no_switch", "switch", "switch_1", "oracle")
+    accuracy_keys = ("gold", "no_switch", "switch", "switch_default", "oracle")
     summary: dict = {"by_task": {}, "gain_kept": {}}
     tasks = [t for t in JUDGE_TASKS if any(r["task"] == t for r in records)]
     for task in tasks:
@@ -428,7 +429,7 @@ def summarise_judges(records: list[dict]) -> dict:
         gold = np.mean([r["gold"] for r in rows])
         clean_gain = np.mean([c["no_switch"] for c in clean]) - gold
         entry = {"tasks": both, "clean_gain": float(clean_gain)}
-        for key in ("no_switch", "switch", "switch_1", "oracle"):
+        for key in ("no_switch", "switch", "switch_default", "oracle"):
             if clean_gain > 0 and all(r[key] is not None for r in rows):
                 entry[key] = float((np.mean([r[key] for r in rows]) - gold) / clean_gain)
         summary["gain_kept"][condition] = entry
@@ -453,10 +454,10 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "in the prompt). Judge: the augmenter's defaults (a logistic regression on the MiniLM embeddings, fitted "
         "out of fold on the gold examples, each 4 times, and the other 3 folds' generations); `switch`: "
         f"`threshold` chosen by {GRID_FOLDS}-fold GridSearchCV on the gold data over {list(JUDGE_THRESHOLDS)}; "
-        "`switch, t=1`: the default `threshold=1` (no selection). 128 generated per class (clinc150: 32). "
+        "`switch, t=0.5`: the default `threshold=0.5` (no selection). 128 generated per class (clinc150: 32). "
         f"Machine: {machine}.",
         "",
-        "| task | condition | seeds | gold | + aug, no switch | + aug, switch (GridSearchCV) | + aug, switch t=1 | "
+        "| task | condition | seeds | gold | + aug, no switch | + aug, switch (GridSearchCV) | + aug, switch t=0.5 | "
         "+ aug, oracle | thresholds chosen |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -466,20 +467,20 @@ def judge_markdown(summary: dict, machine: str) -> str:
         seeds = ", ".join(str(s) for s in row["seeds"])
         lines.append(
             f"| {task} | {condition} | {seeds} | {pct(row['gold'])} | {pct(row['no_switch'])} | "
-            f"{pct(row['switch'])} | {pct(row['switch_1'])} | {pct(row['oracle'])} | {chosen} |"
+            f"{pct(row['switch'])} | {pct(row['switch_default'])} | {pct(row['oracle'])} | {chosen} |"
         )
     lines += [
         "",
         "Share of the clean-augmentation gain kept (mean over the tasks listed; gain = accuracy − gold accuracy, "
         "divided by the gain of augmentation without switch in the clean condition):",
         "",
-        "| condition | tasks | clean gain (points) | no switch | switch (GridSearchCV) | switch, t=1 | oracle |",
+        "| condition | tasks | clean gain (points) | no switch | switch (GridSearchCV) | switch, t=0.5 | oracle |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for condition, entry in summary["gain_kept"].items():
         lines.append(
             f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | "
-            f"{share(entry.get('no_switch'))} | {share(entry.get('switch'))} | {share(entry.get('switch_1'))} | "
+            f"{share(entry.get('no_switch'))} | {share(entry.get('switch'))} | {share(entry.get('switch_default'))} | "
             f"{share(entry.get('oracle'))} |"
         )
     lines += [
@@ -513,7 +514,7 @@ def plot_judges(summary: dict, path: Path) -> None:
         "gold": ("gold only", "0.6"),
         "no_switch": ("+ aug, no switch", "tab:red"),
         "switch": ("+ aug, switch (GridSearchCV)", "tab:blue"),
-        "switch_1": ("+ aug, switch t=1", "tab:cyan"),
+        "switch_default": ("+ aug, switch t=0.5", "tab:cyan"),
         "oracle": ("+ aug, oracle", "tab:green"),
     }
     fig, axes = plt.subplots(1, len(conditions), figsize=(4.6 * len(conditions), 3.6), squeeze=False)

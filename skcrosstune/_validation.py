@@ -123,7 +123,7 @@ def _refuse_unordered(X: Any, name: str, what: str) -> None:
         raise TypeError(f"{name} is a {kind}, which can be read only once: pass a list of {what} (e.g. list({name})).")
 
 
-def _rows_from_container(X: Any, name: str):
+def _rows_from_container(X: Any, name: str, estimator: str = "this estimator"):
     """Turn any accepted container into (rows, feature_names, two_d)."""
     feature_names = None
     if X is None:
@@ -149,9 +149,8 @@ def _rows_from_container(X: Any, name: str):
             )
         if X.dtype.kind in "biufc":
             raise TypeError(
-                f"{name} is a numeric array of shape {X.shape}, but raw texts "
-                "are expected. If these are representations already, pass them "
-                "to a classifier directly instead of to the embedder."
+                f"{name} is a numeric array of shape {X.shape}, but {estimator} takes raw texts. "
+                f"If these are representations already, pass them to a classifier directly instead of to {estimator}."
             )
         return X.astype(object, copy=False), None, X.ndim == 2
     if not isinstance(X, Sequence) and not hasattr(X, "__iter__"):
@@ -161,7 +160,7 @@ def _rows_from_container(X: Any, name: str):
     return rows, None, two_d
 
 
-def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBatch:
+def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True, estimator: str = "this estimator") -> TextBatch:
     """Validate raw text input and return it as a :class:`TextBatch`.
 
     Parameters
@@ -173,6 +172,8 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
         The argument name used in error messages.
     allow_pairs : bool, default=True
         Whether sentence pairs are accepted.
+    estimator : str, default="this estimator"
+        The object the user called, named in error messages.
 
     Returns
     -------
@@ -194,7 +195,7 @@ def check_texts(X: Any, *, name: str = "X", allow_pairs: bool = True) -> TextBat
             "model on its partitions with dask_ml.wrappers.ParallelPostFit on a dask DataFrame (series.to_frame() "
             "for a Series), or call .compute() first if it fits in memory."
         )
-    rows, feature_names, two_d = _rows_from_container(X, name)
+    rows, feature_names, two_d = _rows_from_container(X, name, estimator)
     n = len(rows)
     if n == 0:
         raise ValueError(f"{name} is empty: at least one text is required.")

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pytest
 from imblearn.pipeline import Pipeline
+from imblearn.utils.estimator_checks import parametrize_with_checks as parametrize_with_imblearn_checks
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -353,7 +354,7 @@ def test_the_default_judge_is_a_linear_probe_on_the_default_black_box(server, tm
     augmenter.fit_resample(TEXTS, LABELS)
     assert all(0.0 <= r["probability"] <= 1.0 for r in augmenter.generations_)
     assert LLMAugmenter().get_params()["teacher"] is None
-    assert (LLMAugmenter().cv, LLMAugmenter().threshold) == (4, 1.0)
+    assert (LLMAugmenter().cv, LLMAugmenter().threshold) == (4, 0.5)
 
 
 def judge_logprobs(body):
@@ -555,7 +556,7 @@ def test_clone_and_params(tmp_path):
 @pytest.mark.parametrize(
     "X, y, error, match",
     [
-        (np.zeros((4, 3)), [0, 1, 0, 1], TypeError, "raw texts are expected"),
+        (np.zeros((4, 3)), [0, 1, 0, 1], TypeError, "LLMAugmenter takes raw texts"),
         (["a", "b", None, "d"], [0, 1, 0, 1], ValueError, "missing value"),
         (["a", "b", "c", "d"], [0, 0, 0, 0], ValueError, "only one class"),
         (["a", "b", "c"], [0, 1, 0, 1], ValueError, "4 labels for 3 inputs"),
@@ -564,6 +565,56 @@ def test_clone_and_params(tmp_path):
 def test_bad_input_is_named(server, tmp_path, X, y, error, match):
     with pytest.raises(error, match=match):
         make_augmenter(server, tmp_path).fit_resample(X, y)
+    assert not chat_requests(server)
+
+
+# ------------------------------------------------- imbalanced-learn's sampler checks
+_NUMERIC = "feeds numeric arrays; LLMAugmenter takes raw texts and refuses numbers by design"
+#: imbalanced-learn's checks that fail by design, with the test of this module that covers the promise instead.
+IMBLEARN_EXPECTED_FAILURES = {
+    "check_samplers_one_label": f"{_NUMERIC} (one class: test_bad_input_is_named)",
+    "check_samplers_fit": f"{_NUMERIC} (test_n_per_class_or_sampling_strategy)",
+    "check_samplers_fit_resample": f"{_NUMERIC} (test_returns_the_gold_data_then_the_kept_generated_examples)",
+    "check_samplers_sampling_strategy_fit_resample": f"{_NUMERIC} (test_n_per_class_or_sampling_strategy)",
+    "check_samplers_pandas": f"{_NUMERIC} (test_the_container_type_is_kept)",
+    "check_samplers_pandas_sparse": f"{_NUMERIC} (no sparse input: texts)",
+    "check_samplers_list": f"{_NUMERIC} (test_returns_the_gold_data_then_the_kept_generated_examples)",
+    "check_samplers_multiclass_ova": f"{_NUMERIC} (one-vs-all targets: test_bad_input_is_named)",
+    "check_samplers_preserve_dtype": f"{_NUMERIC} (texts stay an object array: test_the_container_type_is_kept)",
+    "check_samplers_sample_indices": f"{_NUMERIC} (no sample_indices_: generated rows have no source index)",
+    "check_samplers_2d_target": f"{_NUMERIC} (test_bad_input_is_named)",
+}
+
+
+@parametrize_with_imblearn_checks(
+    [
+        LLMAugmenter(
+            "openai:test-chat",
+            api_key_env=KEY_ENV,
+            teacher=word_teacher(),
+            n_per_class=4,
+            n_per_request=4,
+            store=None,
+            max_retries=0,
+            random_state=0,
+        )
+    ],
+    expected_failed_checks=lambda estimator: IMBLEARN_EXPECTED_FAILURES,
+)
+def test_imblearn_sampler_checks(estimator, check, server):
+    # every request goes to the local server: nothing leaves 127.0.0.1
+    check(estimator.set_params(base_url=server.url))
+
+
+def test_text_input_is_declared_in_the_tags():
+    tags = LLMAugmenter().__sklearn_tags__()
+    assert tags.input_tags.string and not tags.input_tags.two_d_array and not tags.input_tags.sparse
+
+
+def test_refusing_numbers_names_the_augmenter(server, tmp_path):
+    with pytest.raises(TypeError, match="numeric array") as info:
+        make_augmenter(server, tmp_path).fit_resample(np.random.default_rng(0).random((6, 2)), [0, 1] * 3)
+    assert "LLMAugmenter" in str(info.value) and "embedder" not in str(info.value)
     assert not chat_requests(server)
 
 

@@ -80,8 +80,8 @@ class LLMAugmenter(BaseOverSampler):
         request per example, stored like the generations) and reads the
         probability of each label from the log-probabilities of its first
         answer token; it needs an ``"openai:"`` model whose endpoint returns
-        ``logprobs``. None uses a logistic regression on the default black
-        box's embeddings (kept in ``store``).
+        ``logprobs``. None uses a logistic regression (``C=10``) on the
+        default black box's embeddings (kept in ``store``).
 
     cv : int or None, default=4
         How a classifier teacher judges. An int: out of fold, confident
@@ -96,7 +96,7 @@ class LLMAugmenter(BaseOverSampler):
         How many times each gold example is repeated in an out-of-fold
         teacher's training set.
 
-    threshold : float, default=1.0
+    threshold : float, default=0.5
         The switch's one knob. A generated example is kept when the judge's
         probability for its intended label is at least ``threshold`` times
         its class's threshold: the mean probability the judge gives the
@@ -104,7 +104,8 @@ class LLMAugmenter(BaseOverSampler):
         which adapts to the number of classes and to how sharp the judge's
         probabilities are). 0 switches the filter off (and nothing is
         judged); 1 rejects what the judge finds less typical of its label
-        than the class's average generation. Scores are computed once per
+        than the class's average generation; the default 0.5 only what it
+        finds half as probable as that average. Scores are computed once per
         distinct training set and reused, so GridSearchCV tunes it without
         a new request or a teacher fitted twice.
 
@@ -290,7 +291,7 @@ class LLMAugmenter(BaseOverSampler):
         teacher=None,
         cv=4,
         gold_weight=4,
-        threshold=1.0,
+        threshold=0.5,
         max_chars=None,
         max_requests=None,
         temperature=1.0,
@@ -358,8 +359,11 @@ class LLMAugmenter(BaseOverSampler):
         """Accept texts or sentence pairs (not numeric features) and labels of any type."""
         y, binarize_y = check_target_type(y, indicate_one_vs_all=True)
         if binarize_y:
-            raise ValueError("y must hold one label per example; multilabel indicator targets are not supported.")
-        batch = check_texts(X)
+            raise ValueError(
+                f"{type(self).__name__}: y must hold one label per example; multilabel indicator targets are not "
+                "supported."
+            )
+        batch = check_texts(X, estimator=type(self).__name__)
         check_labels(y, len(batch))
         self.n_features_in_ = batch.n_columns
         if batch.feature_names is not None:
@@ -599,7 +603,7 @@ class LLMAugmenter(BaseOverSampler):
 
         from ..embedder import BlackBoxEmbedder
 
-        return make_pipeline(BlackBoxEmbedder(store=self.store), LogisticRegression(max_iter=1000))
+        return make_pipeline(BlackBoxEmbedder(store=self.store), LogisticRegression(C=10.0, max_iter=1000))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -206,7 +206,15 @@ def rejection_rates(kinds: np.ndarray, kept: np.ndarray) -> dict:
 
 
 def run_judge(
-    task: str, seed: int, condition: str, *, server, data_home: Path, n_per_class: int, grid: bool = True
+    task: str,
+    seed: int,
+    condition: str,
+    *,
+    server,
+    data_home: Path,
+    n_per_class: int,
+    grid: bool = True,
+    judge_only: bool = False,
 ) -> dict:
     """Accuracies and rejection rates of the out-of-fold switch on one split and condition."""
     from imblearn.pipeline import Pipeline
@@ -250,6 +258,9 @@ def run_judge(
         kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
     )
 
+    if judge_only:  # rejection rates only: no student is fitted (time)
+        record["seconds"] = round(time.perf_counter() - start, 1)
+        return record
     record["gold"] = test_accuracy(clone(classifier).fit(X, y))
     record["no_switch"] = student(records)
     record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
@@ -579,6 +590,7 @@ def main(argv=None) -> None:
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     parser.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
     parser.add_argument("--no-grid", nargs="*", default=[], help="tasks run without the GridSearchCV row (time)")
+    parser.add_argument("--judge-only", nargs="*", default=[], help="tasks run for rejection rates only (time)")
     parser.add_argument("--data-home", type=Path, default=DEFAULT_DATA_HOME)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
@@ -603,7 +615,8 @@ def main(argv=None) -> None:
                             continue
                         kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
                         grid = task not in args.no_grid and condition != "mixed"
-                        record = run_judge(task, seed, condition, grid=grid, **kwargs)
+                        judge_only = task in args.judge_only
+                        record = run_judge(task, seed, condition, grid=grid, judge_only=judge_only, **kwargs)
                         judge_records = merge(judge_records, record, _judge_key)
                         write_report(records, judge_records, args.results_dir, args.machine)
                         print(f"{task} seed {seed} {condition}: " + json.dumps(record)[:600], flush=True)

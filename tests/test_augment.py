@@ -572,6 +572,7 @@ def test_bad_input_is_named(server, tmp_path, X, y, error, match):
 _NUMERIC = "feeds numeric arrays; LLMAugmenter takes raw texts and refuses numbers by design"
 #: imbalanced-learn's checks that fail by design, with the test of this module that covers the promise instead.
 IMBLEARN_EXPECTED_FAILURES = {
+    "check_target_type": f"{_NUMERIC}: X is refused before y is read (bad targets: test_bad_input_is_named)",
     "check_samplers_one_label": f"{_NUMERIC} (one class: test_bad_input_is_named)",
     "check_samplers_fit": f"{_NUMERIC} (test_n_per_class_or_sampling_strategy)",
     "check_samplers_fit_resample": f"{_NUMERIC} (test_returns_the_gold_data_then_the_kept_generated_examples)",

@@ -352,7 +352,7 @@ class LLMAugmenter(BaseOverSampler):
             Their labels.
         """
         # texts and labels get skcrosstune's errors (naming the position) before imbalanced-learn's own checks
-        check_labels(y, len(check_texts(X)))
+        check_labels(y, len(check_texts(X, estimator=type(self).__name__)))
         return super().fit_resample(X, y, **params)
 
     def _check_X_y(self, X, y, accept_sparse=None):

@@ -113,7 +113,7 @@ class StandInGenerator:
             shown = [
                 json.loads(line)["text"]
                 for line in body["messages"][-1]["content"].splitlines()
-                if line[:8] == '{"text"'
+                if line.startswith('{"text"')
             ]
             for j in range(len(texts)):
                 u = extra.random()
@@ -143,7 +143,7 @@ def read_rows(data_home: Path, task: str, name: str) -> list[dict]:
 CONDITIONS = {
     "clean": {},
     "relabel30": {"noise": 0.3},
-    "mixed": {"noise": 0.1, "off_task_share": 0.2, "near_copy_share": 0.1},
+    "mix": {"noise": 0.1, "off_task_share": 0.2, "near_copy_share": 0.1},
 }
 #: The knob's grid of the new switch (threshold relative to each class's mean probability).
 JUDGE_THRESHOLDS = (0.0, 0.5, 1.0)
@@ -160,7 +160,10 @@ def setup_judge_run(task: str, seed: int, condition: str, server, data_home: Pat
     from skcrosstune.datasets import load_fewshot
 
     data = load_fewshot(task, 16, seed, data_home=data_home)
-    descriptions = load_descriptions(task, data.labels)
+    try:
+        descriptions = load_descriptions(task, data.labels)
+    except FileNotFoundError:  # clinc150 has no descriptions file: its intent names describe themselves
+        descriptions = {label: str(label) for label in data.labels}
     exclude = set(data.X_train) | set(data.X_dev) | set(data.X_test)
     source, name, count = OFF_TASK
     off_task = [row["text"] for row in read_rows(data_home, source, name)[:count]]
@@ -461,7 +464,7 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "## The out-of-fold switch (this version)",
         "",
         "Conditions: `clean` (no noise), `relabel30` (30 % of the generations are texts of another label), "
-        "`mixed` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
+        "`mix` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
         "in the prompt). Judge: the augmenter's defaults (a logistic regression on the MiniLM embeddings, fitted "
         "out of fold on the gold examples, each 4 times, and the other 3 folds' generations); `switch`: "
         f"`threshold` chosen by {GRID_FOLDS}-fold GridSearchCV on the gold data over {list(JUDGE_THRESHOLDS)}; "
@@ -614,7 +617,7 @@ def main(argv=None) -> None:
                         if (task, seed, condition) in done:
                             continue
                         kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
-                        grid = task not in args.no_grid and condition != "mixed"
+                        grid = task not in args.no_grid and condition != "mix"
                         judge_only = task in args.judge_only
                         record = run_judge(task, seed, condition, grid=grid, judge_only=judge_only, **kwargs)
                         judge_records = merge(judge_records, record, _judge_key)

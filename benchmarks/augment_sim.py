@@ -1,30 +1,38 @@
 """Simulation: what LLMAugmenter's switch is worth, with a stand-in generator of controlled quality.
 
-No real LLM is reachable here, so the generator is a stand-in whose label
-noise we set: an OpenAI-compatible chat endpoint on 127.0.0.1 (the test
-suite's HTTP server, tests/_openai_server.py, with the reply logic below)
-that answers each request "write n examples of label c" with n real, unseen
+No real LLM is reachable here, so the generator is a stand-in whose mistakes
+we set: an OpenAI-compatible chat endpoint on 127.0.0.1 (the test suite's
+HTTP server, tests/_openai_server.py, with the reply logic below) that
+answers each request "write n examples of label c" with n real, unseen
 training texts of label c from ``full_train.jsonl`` (never a test text, never
-the run's gold train or dev texts), each replaced with probability ``noise``
-by a text of another label. The augmenter talks to it through the real
-``openai`` client, exactly as to a hosted model.
+the run's gold train or dev texts). Some answers are then spoiled, by kind:
+relabelled (a text of another label), off-task (an AG News headline) or a
+near-copy of a demonstration shown in the prompt. The augmenter talks to it
+through the real ``openai`` client, exactly as to a hosted model.
 
-Per task (sst2, sst5, trec), 16-shot split seed and noise level, CrossTune
+Conditions (``CONDITIONS``): ``clean``; ``relabel30`` (30 % relabelled);
+``mix`` (10 % relabelled, 20 % off-task, 10 % near-copies). Per task (sst2,
+sst5, trec, clinc150), 16-shot split seed and condition, CrossTune
 (all-MiniLM-L6-v2) accuracy on the full test set for:
 
 * ``gold``: the 16 gold examples per class only;
-* ``no switch``: gold + every clean generation (``threshold=0``);
-* ``switch``: gold + the generations the teacher keeps, ``threshold`` chosen
-  by GridSearchCV over an imblearn Pipeline on the gold training data only;
-* ``oracle``: gold + only the uncorrupted generations (a perfect switch, for
-  reference);
+* ``no switch``: gold + every generation that passes the clean-up;
+* ``switch``: gold + the generations the switch keeps (the augmenter's
+  default out-of-fold judge), ``threshold`` chosen by GridSearchCV over an
+  imblearn Pipeline on the gold training data only;
+* ``switch, t=0.5``: the same at the default threshold, no selection;
+* ``oracle``: gold + only the unspoiled generations;
 
-and the precision and recall of the switch at rejecting corrupted examples.
+and the share of each kind of generation the clean-up and the switch reject.
+The previous session's runs of the gold-only switch (5 seeds, noise 0, 30
+and 50 %) stay in ``results/augment_sim.json`` under ``runs`` and are
+reported as they were measured; the code that made them is in the git
+history (commit 56ac7d9).
 
 Run from the repository root::
 
-    python -m benchmarks.augment_sim                      # all tasks, seeds and noise levels
-    python -m benchmarks.augment_sim --tasks sst2 --seeds 13 --noise 0.3 --results-dir /tmp/quick
+    python -m benchmarks.augment_sim --tasks sst2 trec sst5 --seeds 13
+    python -m benchmarks.augment_sim --tasks clinc150 --seeds 13 --conditions relabel30 mix --judge-only clinc150
     python -m benchmarks.augment_sim --report-only
 """
 
@@ -344,6 +352,8 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     lines = [
         "# LLMAugmenter's switch — a SIMULATION (no real LLM)",
         "",
+        "## The previous switch (gold-only CrossTune teacher, absolute thresholds): the previous session's runs",
+        "",
         "The generator is a stand-in (benchmarks/augment_sim.py): each request for n examples of a label is answered "
         "with n real, unseen training texts of that label from `full_train.jsonl`, each replaced with probability "
         "`noise` by a text of another label. CrossTune (all-MiniLM-L6-v2), 16 gold examples per class, "
@@ -430,7 +440,10 @@ def summarise_judges(records: list[dict]) -> dict:
             for t in runs[0]["switch_at"]:
                 kinds = sorted({k for r in runs for k in r["switch_at"][t] if k not in ("precision", "recall")})
                 cell = {k: _mean(r["switch_at"][t].get(k, {}).get("rejected") for r in runs) for k in kinds}
-                cell["precision"] = _mean(r["switch_at"][t]["precision"] for r in runs)
+                # precision is undefined where nothing was spoiled
+                cell["precision"] = _mean(
+                    r["switch_at"][t]["precision"] for r in runs if r["switch_at"][t]["recall"] is not None
+                )
                 cell["recall"] = _mean(r["switch_at"][t]["recall"] for r in runs)
                 row["rejected"][t] = cell
             summary["by_task"][f"{task}@{condition}"] = row
@@ -544,8 +557,9 @@ def plot_judges(summary: dict, path: Path) -> None:
         low = min(100 * r["gold"] for r in rows.values())
         ax.set_ylim(max(low - 10, 0), None)
     axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(styles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -65,6 +65,7 @@ TASK_DESCRIPTIONS = {
     "sst2": "Is the sentiment of a movie review sentence negative or positive?",
     "sst5": "How positive is a movie review sentence, on a five-point scale?",
     "trec": "What kind of answer does a question ask for?",
+    "clinc150": "What does a user's request to a virtual assistant ask it to do (its intent)?",
 }
 _REQUEST = re.compile(r'Write (\d+) new, diverse examples of the label (".*?")')
 

@@ -198,6 +198,10 @@ class LLMAugmenter(BaseOverSampler):
     n_requests_ : int
         Generation requests sent during the last fit.
 
+    n_judge_requests_ : int
+        Requests sent to the generator as judge (``teacher="generator"``)
+        during the last fit; answers already stored are free.
+
     n_cache_hits_ : int
         Requests answered by the store during the last fit.
 

@@ -369,9 +369,11 @@ def check_label_word_groups(label_words: Any, *, name: str = "label_words") -> l
 def is_numeric_input(X: Any) -> bool:
     """Whether X holds numeric representations rather than texts.
 
-    Arrays and DataFrames by their dtypes; a list by its first row, which must
-    itself be a list of numbers: a flat list is texts, so a flat list whose
-    first item is a number or NaN gets the texts' error naming that position.
+    Arrays and DataFrames by their dtypes; a list by its rows, which must be
+    lists of numbers (the first row checked whole, the others by their first
+    cell): a flat list is texts, so a flat list whose first item is a number
+    or NaN gets the texts' error naming that position, and so do sentence
+    pairs whose first row is missing.
     """
     if hasattr(X, "dtypes") and hasattr(X, "columns"):
         return all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
@@ -389,7 +391,14 @@ def is_numeric_input(X: Any) -> bool:
         return False
     if not isinstance(first, (list, tuple, np.ndarray)) or len(first) == 0:
         return False
-    return all(isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) for v in first)
+    if not all(isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool) for v in first):
+        return False
+    # a first row of NaN in sentence pairs is missing texts, not numbers: look at one cell of every row
+    return not any(isinstance(row, (str, bytes)) or (_is_row(row) and isinstance(row[0], str)) for row in X)
+
+
+def _is_row(row: Any) -> bool:
+    return isinstance(row, (list, tuple, np.ndarray)) and len(row) > 0
 
 
 def count_inputs(X: Any) -> int:

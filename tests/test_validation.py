@@ -209,6 +209,8 @@ def test_label_words_are_named_as_such():
         ([b"bytes", "a text"], False),
         ([[0.1, 0.2], [0.3, 0.4]], True),
         ([[float("nan"), "a"], ["b", "c"]], False),
+        ([[float("nan"), float("nan")], ["b", "c"]], False),
+        ([(float("nan"), 1.0), ("b", "c")], False),
         (np.zeros((2, 3)), True),
         (np.array(["a", "b"]), False),
         (pd.DataFrame({"a": [0.1], "b": [0.2]}), True),

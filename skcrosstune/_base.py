@@ -9,11 +9,14 @@ subclass supplies the method itself: ``_fit_head`` and ``_logits``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._compat import _check_feature_names
 from ._training import predict_logits
 from ._validation import check_texts
 from ._validation import is_numeric_input as _is_numeric
@@ -63,6 +66,8 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
             self.embedder_ = None
             return validate_data(self, X, dtype=np.float32, reset=True)
         batch = check_texts(X)
+        self.n_features_in_ = batch.n_columns
+        _check_feature_names(self, X, reset=True)
         self.input_kind_ = "pairs" if batch.is_pair else "texts"
         self.embedder_ = clone(self._embedder_template(batch.is_pair)).fit(X)
         return self._embed(X)
@@ -73,7 +78,10 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
             return validate_data(self, X, dtype=np.float32, reset=False)
         if _is_numeric(X):
             raise TypeError("This classifier was fitted on texts; give it texts, not numeric features.")
-        return self._embed(X)
+        _check_feature_names(self, X, reset=False)
+        with warnings.catch_warnings():  # checked just above, naming this estimator: the embedder need not repeat it
+            warnings.filterwarnings("ignore", message="X (does not have valid|has) feature names", category=UserWarning)
+            return self._embed(X)
 
     def _embed(self, X) -> np.ndarray:
         """What the fitted embedder's one pass over the cache gives for texts ``X``."""

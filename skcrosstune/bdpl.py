@@ -49,7 +49,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import EmbeddingHeadClassifier
-from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._compat import HasMethods, Interval, StrOptions, _check_feature_names, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_label_word_groups, check_labels, check_texts
@@ -168,6 +168,13 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The labels seen in ``fit``.
+
+    n_features_in_ : int
+        Always 1: one text per sample.
+
+    feature_names_in_ : ndarray of shape (1,)
+        The column name, when fitted on a one-column DataFrame with a string
+        column name.
 
     black_box_ : {"mask", "log_probs", "similarity"}
         Which kind of black box scored the classes.
@@ -362,6 +369,8 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             The fitted classifier.
         """
         texts = check_texts(X, allow_pairs=False).texts
+        self.n_features_in_ = 1
+        _check_feature_names(self, X, reset=True)
         self.classes_, y_index = check_labels(y, len(texts))
         self._check_template()
         # the label words and descriptions given are checked before the black box is asked anything
@@ -605,6 +614,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         """What the prediction methods of the base class read: the class scores of the prompted texts."""
         check_is_fitted(self)
         texts = check_texts(X, allow_pairs=False).texts
+        _check_feature_names(self, X, reset=False)
         return self._class_scores(self._prompted(self.prompt_, texts))
 
     def _logits(self, scores: np.ndarray) -> np.ndarray:

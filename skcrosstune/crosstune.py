@@ -170,7 +170,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         What ``fit`` was given.
 
     n_features_in_ : int
-        Width of numeric input (only when fitted on numeric representations).
+        Width of numeric input; for texts, the input columns (1 for texts, 2
+        for sentence pairs).
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Column names, when fitted on a DataFrame with string column names.
 
     See Also
     --------

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, StrOptions, _check_feature_names, _check_feature_names_in, _fit_context
 from ._training import DeviceOptions
 from ._validation import TextBatch, check_label_word_groups, check_texts
 from .backends.local import DEFAULT_MODEL, LocalBackend
@@ -248,10 +248,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         batch = check_texts(X)
         self.is_pair_ = batch.is_pair
         self.n_features_in_ = batch.n_columns
-        if batch.feature_names is not None:
-            self.feature_names_in_ = batch.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        _check_feature_names(self, X, reset=True)
         self._check_pair_features()
         self.pair_encoding_ = self._resolve_pair_encoding()
         self.template_ = self._resolve_template()
@@ -380,7 +377,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             One representation per input, unit length when ``normalize=True``.
         """
         check_is_fitted(self)
-        batch = self._check_kind(check_texts(X))
+        batch = self._check_input(X)
         if not (batch.is_pair and self.pair_encoding_ == "separate"):
             return self._finish(self._raw_states(batch, split_pairs=False))
         sides = self._raw_states(batch, split_pairs=True)
@@ -388,7 +385,10 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         u, v = self._finish(sides[:n]), self._finish(sides[n:])
         return self._pair_features(u, v)
 
-    def _check_kind(self, batch: TextBatch) -> TextBatch:
+    def _check_input(self, X) -> TextBatch:
+        """The texts of ``X``, checked against what :meth:`fit` saw: kind, and column names as scikit-learn does."""
+        batch = check_texts(X)
+        _check_feature_names(self, X, reset=False)
         if batch.is_pair != self.is_pair_:
             fitted = "sentence pairs" if self.is_pair_ else "single texts"
             given = "sentence pairs" if batch.is_pair else "single texts"
@@ -493,7 +493,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         if output not in {"logits", "log_probs", "probs"}:
             raise ValueError(f"output must be 'logits', 'log_probs' or 'probs', got {output!r}.")
         groups = check_label_word_groups(label_words)
-        batch = self._check_kind(check_texts(X))
+        batch = self._check_input(X)
         states = self._raw_states(batch, split_pairs=False)
         flat = [word for group in groups for word in group]
         ids = self.backend_.label_word_ids(flat)
@@ -509,8 +509,11 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        input_features : None
-            Ignored; present for API consistency.
+        input_features : array-like of str, default=None
+            The input column names. Checked as scikit-learn does: when given,
+            they must equal ``feature_names_in_`` (if fitted on a DataFrame)
+            and number ``n_features_in_``, else a ``ValueError`` is raised.
+            They do not enter the output names.
 
         Returns
         -------
@@ -520,6 +523,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             ``product0`` ... and ``cosine``, in the order of ``pair_features``.
         """
         check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
         dim = self.embedding_dim_
         if not (self.is_pair_ and self.pair_encoding_ == "separate"):
             return np.asarray([f"embedding{i}" for i in range(dim)], dtype=object)

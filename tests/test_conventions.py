@@ -1,8 +1,11 @@
 """Conventions every estimator shares: device validation, and scikit-learn's private helpers kept in one place."""
 
 import ast
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import skcrosstune
@@ -76,6 +79,79 @@ def test_a_gpu_device_falls_back_to_the_cpu_with_a_warning_where_there_is_none()
         pytest.skip("this machine has CUDA: the fallback is for machines without it")
     with pytest.warns(RuntimeWarning, match="CUDA is not available"):
         assert resolve_device("cuda:1") == "cpu"
+
+
+# ------------------------------------------------------------ feature names
+def _frame(texts, column="review"):
+    return pd.DataFrame({column: texts})
+
+
+def test_the_embedder_checks_column_names_at_transform_as_scikit_learn_does():
+    embedder = BlackBoxEmbedder(cache_dir=None).fit(_frame(TEXTS))
+    np.testing.assert_array_equal(embedder.feature_names_in_, ["review"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedder.transform(_frame(TEXTS[:2]))  # the same column: no warning
+    with pytest.raises(ValueError, match="(?s)feature names should match.*unseen at fit time:\n- text"):
+        embedder.transform(_frame(TEXTS, column="text"))
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but BlackBoxEmbedder was fitted with"):
+        embedder.transform(TEXTS)
+
+    unnamed = BlackBoxEmbedder(cache_dir=None).fit(TEXTS)
+    assert not hasattr(unnamed, "feature_names_in_")
+    with pytest.warns(UserWarning, match="X has feature names, but BlackBoxEmbedder was fitted without"):
+        unnamed.transform(_frame(TEXTS))
+
+
+def test_label_word_scores_check_column_names_too(tiny_bert):
+    embedder = BlackBoxEmbedder(str(tiny_bert), pooling="mask", cache_dir=None).fit(_frame(TEXTS))
+    assert embedder.label_word_scores(_frame(TEXTS), ["good", "bad"]).shape == (4, 2)
+    with pytest.raises(ValueError, match="feature names should match"):
+        embedder.label_word_scores(_frame(TEXTS, column="text"), ["good", "bad"])
+
+
+def test_swapped_columns_of_sentence_pairs_are_refused():
+    pairs = pd.DataFrame({"premise": ["a man plays", "it rains"], "hypothesis": ["music", "it is dry"]})
+    embedder = BlackBoxEmbedder(cache_dir=None).fit(pairs)
+    with pytest.raises(ValueError, match="same order as they were in fit"):
+        embedder.transform(pairs[["hypothesis", "premise"]])
+
+
+def test_get_feature_names_out_checks_input_features_as_scikit_learn_does():
+    named = BlackBoxEmbedder(cache_dir=None).fit(_frame(TEXTS))
+    expected = named.get_feature_names_out()
+    np.testing.assert_array_equal(named.get_feature_names_out(["review"]), expected)
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        named.get_feature_names_out(["text"])
+
+    unnamed = BlackBoxEmbedder(cache_dir=None).fit(TEXTS)
+    np.testing.assert_array_equal(unnamed.get_feature_names_out(["anything"]), expected)
+    with pytest.raises(ValueError, match=r"input_features should have length equal to number of features \(1\)"):
+        unnamed.get_feature_names_out(["text", "text_pair"])
+
+
+@pytest.mark.parametrize(
+    "classifier",
+    [
+        pytest.param(lambda: CrossTuneClassifier(max_epochs=0), id="CrossTuneClassifier"),
+        pytest.param(lambda: DecTClassifier(max_epochs=2, cv=0, random_state=0), id="DecTClassifier"),
+        pytest.param(
+            lambda: BlackBoxPromptClassifier(prompt_length=1, sample_size=2, max_steps=1, random_state=0),
+            id="BlackBoxPromptClassifier",
+        ),
+    ],
+)
+def test_classifiers_of_texts_check_column_names_as_scikit_learn_does(classifier):
+    clf = classifier().fit(_frame(TEXTS), LABELS)
+    assert clf.n_features_in_ == 1
+    np.testing.assert_array_equal(clf.feature_names_in_, ["review"])
+    assert clf.predict(_frame(TEXTS)).shape == (4,)
+    name = type(clf).__name__
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(_frame(TEXTS, column="text"))
+    with pytest.warns(UserWarning, match="X does not have valid feature names") as caught:
+        clf.predict(TEXTS)
+    assert [str(w.message).split(", but ")[1] for w in caught] == [f"{name} was fitted with feature names"]
 
 
 # ----------------------------------------------- scikit-learn private helpers

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skcrosstune
 from skcrosstune import (
@@ -178,3 +179,62 @@ def test_scikit_learns_private_helpers_are_imported_in_one_module_only():
     }
     assert offenders == {}, "import these through skcrosstune/_compat.py"
     assert _private_sklearn_imports(package / "_compat.py"), "the guard above checks nothing"
+
+
+# ------------------------------------------ scikit-learn's checks on the augmenter
+class _NumericTaggedAugmenter(LLMAugmenter):
+    """The augmenter with its tags claiming 2-D array input, so that scikit-learn's checks run at all.
+
+    imbalanced-learn's sampler checks are in tests/test_augment.py; these are
+    scikit-learn's own. The endpoint is a closed local port: no check gets
+    as far as a request, since the checks that fit feed numbers.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        return tags
+
+
+_AUGMENTER_TEXT_ONLY = "feeds numeric arrays; the augmenter takes raw texts and refuses numbers by design"
+AUGMENTER_EXPECTED_FAILED_CHECKS = {
+    name: _AUGMENTER_TEXT_ONLY
+    for name in [
+        "check_fit_score_takes_y",
+        "check_estimators_overwrite_params",
+        "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self",
+        "check_readonly_memmap_input",
+        "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit",
+        "check_estimators_dtypes",
+        "check_dtype_object",
+        "check_estimators_empty_data_messages",
+        "check_pipeline_consistency",
+        "check_estimators_nan_inf",
+        "check_estimators_pickle",
+        "check_estimators_pickle(readonly_memmap=True)",
+        "check_f_contiguous_array_estimator",
+        "check_fit2d_1sample",
+        "check_fit2d_1feature",
+        "check_dict_unchanged",
+        "check_fit_idempotent",
+        "check_fit_check_is_fitted",
+        "check_n_features_in",
+        "check_fit1d",
+        "check_fit2d_predict1d",
+        "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance",
+    ]
+} | {
+    "check_estimator_sparse_array": "no sparse input: texts only, and the refusal names texts, not sparsity",
+    "check_estimator_sparse_matrix": "no sparse input: texts only, and the refusal names texts, not sparsity",
+}
+
+
+@parametrize_with_checks(
+    [_NumericTaggedAugmenter("openai:m", base_url="http://127.0.0.1:9/v1", api_key_env=None, random_state=0)],
+    expected_failed_checks=lambda estimator: AUGMENTER_EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_common_checks_on_the_augmenter(estimator, check):
+    check(estimator)

@@ -88,7 +88,7 @@ def _frame(texts, column="review"):
 
 
 def test_the_embedder_checks_column_names_at_transform_as_scikit_learn_does():
-    embedder = BlackBoxEmbedder(cache_dir=None).fit(_frame(TEXTS))
+    embedder = BlackBoxEmbedder(store=None).fit(_frame(TEXTS))
     np.testing.assert_array_equal(embedder.feature_names_in_, ["review"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -98,14 +98,14 @@ def test_the_embedder_checks_column_names_at_transform_as_scikit_learn_does():
     with pytest.warns(UserWarning, match="X does not have valid feature names, but BlackBoxEmbedder was fitted with"):
         embedder.transform(TEXTS)
 
-    unnamed = BlackBoxEmbedder(cache_dir=None).fit(TEXTS)
+    unnamed = BlackBoxEmbedder(store=None).fit(TEXTS)
     assert not hasattr(unnamed, "feature_names_in_")
     with pytest.warns(UserWarning, match="X has feature names, but BlackBoxEmbedder was fitted without"):
         unnamed.transform(_frame(TEXTS))
 
 
 def test_label_word_scores_check_column_names_too(tiny_bert):
-    embedder = BlackBoxEmbedder(str(tiny_bert), pooling="mask", cache_dir=None).fit(_frame(TEXTS))
+    embedder = BlackBoxEmbedder(str(tiny_bert), pooling="mask", store=None).fit(_frame(TEXTS))
     assert embedder.label_word_scores(_frame(TEXTS), ["good", "bad"]).shape == (4, 2)
     with pytest.raises(ValueError, match="feature names should match"):
         embedder.label_word_scores(_frame(TEXTS, column="text"), ["good", "bad"])
@@ -113,19 +113,19 @@ def test_label_word_scores_check_column_names_too(tiny_bert):
 
 def test_swapped_columns_of_sentence_pairs_are_refused():
     pairs = pd.DataFrame({"premise": ["a man plays", "it rains"], "hypothesis": ["music", "it is dry"]})
-    embedder = BlackBoxEmbedder(cache_dir=None).fit(pairs)
+    embedder = BlackBoxEmbedder(store=None).fit(pairs)
     with pytest.raises(ValueError, match="same order as they were in fit"):
         embedder.transform(pairs[["hypothesis", "premise"]])
 
 
 def test_get_feature_names_out_checks_input_features_as_scikit_learn_does():
-    named = BlackBoxEmbedder(cache_dir=None).fit(_frame(TEXTS))
+    named = BlackBoxEmbedder(store=None).fit(_frame(TEXTS))
     expected = named.get_feature_names_out()
     np.testing.assert_array_equal(named.get_feature_names_out(["review"]), expected)
     with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
         named.get_feature_names_out(["text"])
 
-    unnamed = BlackBoxEmbedder(cache_dir=None).fit(TEXTS)
+    unnamed = BlackBoxEmbedder(store=None).fit(TEXTS)
     np.testing.assert_array_equal(unnamed.get_feature_names_out(["anything"]), expected)
     with pytest.raises(ValueError, match=r"input_features should have length equal to number of features \(1\)"):
         unnamed.get_feature_names_out(["text", "text_pair"])

@@ -170,10 +170,12 @@ class _Answers:
 
     def __init__(self, items: Sequence[Hashable], width: int | None, dtype):
         self.n = len(items)
-        self.positions: dict[Hashable, list[int]] = {}
+        self.first: dict[Hashable, int] = {}  # each unique item's first position
+        self.repeats: dict[Hashable, list[int]] = {}  # and its later ones, for the few repeated items
         for i, item in enumerate(items):
-            self.positions.setdefault(item, []).append(i)
-        self.unique = list(self.positions)
+            if self.first.setdefault(item, i) != i:
+                self.repeats.setdefault(item, []).append(i)
+        self.unique = list(self.first)
         self.row_shape = None if width is None else (int(width),)
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.out: np.ndarray | None = None
@@ -182,17 +184,20 @@ class _Answers:
         if self.out is None:
             self.row_shape = self.row_shape or rows.shape[1:]
             self.out = np.empty((self.n, *self.row_shape), dtype=self.dtype or rows.dtype)
-        if all(len(self.positions[item]) == 1 for item in batch):
-            self.out[[self.positions[item][0] for item in batch]] = rows
-            return
-        for row, item in zip(rows, batch, strict=True):
-            self.out[self.positions[item]] = row
+        self.out[[self.first[item] for item in batch]] = rows
+        if self.repeats:
+            for row, item in zip(rows, batch, strict=True):
+                if item in self.repeats:
+                    self.out[self.repeats[item]] = row
 
-    def fits(self, array: np.ndarray) -> bool:
-        """Whether a stored answer can be served: the expected shape, finite numbers."""
-        if array.dtype.kind not in "fiu" or (self.row_shape is not None and array.shape != self.row_shape):
-            return False
-        return bool(np.isfinite(array).all())
+    def servable(self, arrays: list[np.ndarray]) -> list[bool]:
+        """Which stored answers can be served: numbers of the expected shape, all finite."""
+        ok = [a.dtype.kind in "fiu" and (self.row_shape is None or a.shape == self.row_shape) for a in arrays]
+        same = [a for a, good in zip(arrays, ok, strict=True) if good]
+        if same and len({a.shape for a in same}) == 1:
+            finite = iter(np.isfinite(np.stack(same).reshape(len(same), -1)).all(axis=1))
+            return [good and bool(next(finite)) for good in ok]
+        return [good and bool(np.isfinite(a).all()) for a, good in zip(arrays, ok, strict=True)]
 
     def result(self) -> np.ndarray:
         if self.out is None:
@@ -214,18 +219,17 @@ class _LookUp:
             chunk = items[start : start + _LOOKUP_CHUNK]
             found, n_corrupt = self.store.get_many([self.keys[item] for item in chunk])
             self.report.n_corrupt += n_corrupt
-            served = []
-            for item in chunk:
-                array = found.pop(self.keys[item], None)
-                if array is not None and self.answers.row_shape is None:
-                    self.answers.row_shape = array.shape
-                if array is not None and self.answers.fits(array):
-                    served.append((item, array))
-                else:
-                    if array is not None and item not in self.stale:
-                        self.stale.add(item)
-                        self.report.n_corrupt += 1
-                    missing.append(item)
+            stored = [(item, found[self.keys[item]]) for item in chunk if self.keys[item] in found]
+            if stored and self.answers.row_shape is None:
+                self.answers.row_shape = stored[0][1].shape
+            good = self.answers.servable([array for _, array in stored])
+            served = [pair for pair, ok in zip(stored, good, strict=True) if ok]
+            for (item, _), ok in zip(stored, good, strict=True):
+                if not ok and item not in self.stale:
+                    self.stale.add(item)
+                    self.report.n_corrupt += 1
+            answered = {item for item, _ in served}
+            missing += [item for item in chunk if item not in answered]
             if served:
                 self.answers.fill([item for item, _ in served], np.stack([array for _, array in served]))
                 hits += len(served)

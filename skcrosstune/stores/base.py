@@ -23,6 +23,7 @@ scikit-learn.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -113,17 +114,27 @@ def encode_entry(array) -> tuple[str, str, bytes, str]:
     return dtype, shape, data, checksum(data, dtype, shape)
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(dtype: str, shape: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """The numpy dtype and shape an entry's header names (few distinct ones: cached)."""
+    kind = np.dtype(dtype)
+    if kind.hasobject:
+        raise TypeError("object arrays are never stored")
+    dims = json.loads(shape)
+    if not isinstance(dims, list) or not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise ValueError(f"not a shape: {shape!r}")
+    return kind, tuple(dims)
+
+
 def decode_entry(dtype, shape, data, expected) -> np.ndarray | None:
-    """The array of an entry, or None when it fails its checksum or cannot be decoded."""
+    """The (read-only) array of an entry, or None when it fails its checksum or cannot be decoded."""
     if not isinstance(data, bytes) or not isinstance(dtype, str) or not isinstance(shape, str):
         return None
     if checksum(data, dtype, shape) != expected:
         return None
     try:
-        kind = np.dtype(dtype)
-        if kind.hasobject:
-            return None
-        return np.frombuffer(data, dtype=kind).reshape(json.loads(shape)).copy()
+        kind, dims = _layout(dtype, shape)
+        return np.frombuffer(data, dtype=kind).reshape(dims)
     except (ValueError, TypeError):
         return None
 

@@ -127,7 +127,7 @@ class Sides:
 
         self.args, self.texts, self.workdir = args, texts, workdir
         hf_logging.disable_progress_bar()
-        model_path = str(resolve_model_path("all-MiniLM-L6-v2"))
+        model_path = str(resolve_model_path(args.model))
         self.st = SentenceTransformer(model_path, device=args.device, local_files_only=True)
         amp = None if args.st_fp32 else autocast_dtype(args.device)
         self.st_precision = "float32" if amp is None else f"autocast {str(amp).removeprefix('torch.')}"
@@ -142,7 +142,9 @@ class Sides:
         """A new embedder's fit_transform, closing its store; returns the output and the model queries."""
         from skcrosstune import BlackBoxEmbedder
 
-        embedder = BlackBoxEmbedder(batch_size=self.args.batch_size, device=self.args.device, store=store)
+        embedder = BlackBoxEmbedder(
+            self.args.model, batch_size=self.args.batch_size, device=self.args.device, store=store
+        )
         out = embedder.fit_transform(texts)
         opened = embedder._open_store()
         if opened is not None:
@@ -303,6 +305,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--texts", default="sst2", help="'sst2' (bundled test set, default), 'sst2-train', or a .txt / .jsonl file"
     )
     parser.add_argument("--max-texts", type=int, default=None, help="only the first N texts")
+    parser.add_argument(
+        "--model",
+        default="minilm",
+        help="'minilm' (default), 'mpnet' (installed by benchmarks.black_boxes) or a folder",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="alternating repetitions (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -310,7 +317,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--st-fp32", action="store_true", help="on CUDA, run sentence-transformers in float32")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="path prefix of the .md and .json results")
     parser.add_argument("--no-save", action="store_true", help="print only, write no result files")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from .black_boxes import resolve_black_box
+
+    args.model = resolve_black_box(args.model)
+    return args
 
 
 def main(argv=None) -> dict:

@@ -23,8 +23,14 @@ queries the black box while it fits: both are left out.
 Run from the repository root::
 
     python -m benchmarks.bench_scale
+    python -m benchmarks.bench_scale --by-classes
 
-It writes ``benchmarks/results/scale.{md,json,png}``.
+It writes ``benchmarks/results/scale.{md,json,png}``. ``--by-classes`` measures
+the same heads against the number of classes instead: 16 examples per class
+of CLINC150 subsets of 2, 6, 20, 50 and 150 intents (the same random subsets
+for every head), the fit time as the median over the five split seeds, and
+writes ``benchmarks/results/scale_classes.{md,json}`` after each size (so an
+interrupted run keeps the sizes it finished).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import os
 import platform
 import time
 import tracemalloc
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -43,7 +50,7 @@ import numpy as np
 from sklearn.preprocessing import FunctionTransformer
 
 from skcrosstune import BlackBoxEmbedder
-from skcrosstune.datasets import load_fewshot, load_full_train
+from skcrosstune.datasets import FEWSHOT_SEEDS, load_fewshot, load_full_train
 
 from .fewshot import (
     DEFAULT_CACHE_DIR,
@@ -56,6 +63,8 @@ from .fewshot import (
 )
 
 TASK = "sst2"
+MANY_CLASSES_TASK = "clinc150"
+CLASS_COUNTS = (2, 6, 20, 50, 150)
 
 
 def lookup_embedder(vectors: dict) -> FunctionTransformer:
@@ -199,6 +208,124 @@ def plot(records: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def head_methods() -> list:
+    """The black-box methods of the main table that fit on cached vectors (BDPL queries while fitting)."""
+    return [m for m in REGISTRY.values() if m.group == "fewshot" and m.black_box and m.in_all and "single" in m.kinds]
+
+
+def by_classes(args, data_home) -> None:
+    """Fit time (median over the split seeds) and peak memory of every head against the number of classes."""
+    splits = {seed: load_fewshot(MANY_CLASSES_TASK, 16, seed, data_home=data_home) for seed in args.seeds}
+    first = splits[args.seeds[0]]
+    names = label_names(first.labels)
+    texts = [t for split in splits.values() for t in split.X_train + split.X_dev] + first.X_test
+    texts = list(dict.fromkeys(texts + list(names.values())))
+    embedder = BlackBoxEmbedder(store=str(args.cache_dir))
+    start = time.perf_counter()
+    vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
+    print(f"embedded {len(texts)} texts in {time.perf_counter() - start:.0f} s", flush=True)
+    rng = np.random.default_rng(0)
+    order = list(rng.permutation(first.labels))  # nested subsets: the first k of one random order
+    records, meta = (
+        [],
+        {
+            "machine": f"{os.cpu_count()}-core CPU box ({platform.machine()}, {platform.system()})",
+            "task": MANY_CLASSES_TASK,
+            "seeds": list(args.seeds),
+            "load_before": os.getloadavg()[0],
+        },
+    )
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for k in args.classes:
+        kept = set(order[:k])
+        for method in head_methods():
+            fit_times, accuracies = [], []
+            for seed, split in splits.items():
+                rows = [i for i, label in enumerate(split.y_train) if label in kept]
+                X, y = [split.X_train[i] for i in rows], split.y_train[rows]
+                test = [i for i, label in enumerate(first.y_test) if label in kept]
+                X_test, y_test = [first.X_test[i] for i in test], first.y_test[test]
+                ctx = RunContext(
+                    task=MANY_CLASSES_TASK,
+                    kind="single",
+                    labels=[label for label in split.labels if label in kept],
+                    shots=16,
+                    seed=seed,
+                    embedder=lookup_embedder(vectors),
+                    descriptions={label: names[label] for label in kept} if method.uses_descriptions else None,
+                    dev=None,
+                )
+                if method.uses_dev:
+                    dev_rows = [i for i, label in enumerate(split.y_dev) if label in kept]
+                    ctx = replace(ctx, dev=([split.X_dev[i] for i in dev_rows], split.y_dev[dev_rows]))
+                head = method.factory(ctx)
+                start = time.perf_counter()
+                head.fit(X, y)
+                fit_times.append(time.perf_counter() - start)
+                accuracies.append(float(np.mean(head.predict(X_test) == y_test)))
+            build = partial(method.factory, ctx)
+            tracemalloc.start()
+            try:
+                base = tracemalloc.get_traced_memory()[0]
+                build().fit(X, y)
+                traced = (tracemalloc.get_traced_memory()[1] - base) / 2**20
+            finally:
+                tracemalloc.stop()
+            record = {
+                "method": method.name,
+                "n_classes": k,
+                "n_train": len(y),
+                "fit_seconds_median": float(np.median(fit_times)),
+                "fit_seconds": fit_times,
+                "test_accuracy_mean": float(np.mean(accuracies)),
+                "fit_traced_mib": traced,
+                "fit_rss_mib": resident_growth(build, X, y),
+            }
+            records.append(record)
+            print(
+                f"{method.name:<20} classes={k:>3}  fit median {record['fit_seconds_median']:.3f}s  "
+                f"traced {traced:.1f} MiB  resident {record['fit_rss_mib'] or 0:.1f} MiB  "
+                f"accuracy {100 * record['test_accuracy_mean']:.1f}",
+                flush=True,
+            )
+        meta["load_after"] = os.getloadavg()[0]
+        (results_dir / "scale_classes.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+        (results_dir / "scale_classes.md").write_text(classes_markdown(records, meta), encoding="utf-8")
+    print(f"wrote {results_dir / 'scale_classes.md'}, scale_classes.json")
+
+
+def classes_markdown(records: list[dict], meta: dict) -> str:
+    """Fit seconds (median over seeds), peak memory and test accuracy: methods × number of classes."""
+    counts = sorted({r["n_classes"] for r in records})
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cell = {(r["method"], r["n_classes"]): r for r in records}
+    lines = [
+        "# Speed and memory of the classifier heads against the number of classes, CLINC150 subsets",
+        "",
+        f"Machine: {meta['machine']}, shared with other jobs (load average {meta['load_before']:.1f} before, "
+        f"{meta.get('load_after', float('nan')):.1f} after): timings move with the load. 16 training texts per "
+        f"class, label names as label texts, cached all-MiniLM-L6-v2 vectors; fit time is the median over the "
+        f"split seeds {meta['seeds']}, memory is one fit's (seed {meta['seeds'][-1]}).",
+    ]
+    tables = (
+        ("fit_seconds_median", "fit, seconds (median over seeds)", "{:.2f}"),
+        ("fit_traced_mib", "fit, peak traced allocations (MiB, tracemalloc)", "{:.1f}"),
+        ("fit_rss_mib", "fit, growth of the peak resident set (MiB, forked child)", "{:.1f}"),
+        ("test_accuracy_mean", "test accuracy on the subset's test queries (%, mean over seeds)", "{:.1%}"),
+    )
+    for key, title, fmt in tables:
+        lines += ["", f"## {title}", "", "| method | " + " | ".join(f"{k} classes" for k in counts) + " |"]
+        lines.append("|---|" + "---:|" * len(counts))
+        for method in methods:
+            values = [
+                "—" if (method, k) not in cell or cell[method, k][key] is None else fmt.format(cell[method, k][key])
+                for k in counts
+            ]
+            lines.append(f"| {method} | " + " | ".join(v.rstrip("%") for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     """Embed once, time every head at every size, write the table, the records and the plot."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_scale", description=__doc__.split("\n\n")[0])
@@ -213,9 +340,15 @@ def main(argv=None) -> None:
     parser.add_argument("--data-home", default=None, help="task folder (default ../shared/data)")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="query cache (default benchmarks/.cache)")
     parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="default benchmarks/results")
+    parser.add_argument("--by-classes", action="store_true", help="against the number of classes (CLINC150)")
+    parser.add_argument("--classes", nargs="+", type=int, default=list(CLASS_COUNTS), help="class counts")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(FEWSHOT_SEEDS), help="split seeds")
     args = parser.parse_args(argv)
 
     data_home = resolve_data_home(args.data_home)
+    if args.by_classes:
+        by_classes(args, data_home)
+        return
     X_full, y_full = load_full_train(TASK, data_home=data_home)
     split = load_fewshot(TASK, 16, 13, data_home=data_home)
     descriptions = load_descriptions(TASK, split.labels)
@@ -232,9 +365,7 @@ def main(argv=None) -> None:
 
     load_before = os.getloadavg()[0]
     # heads on cached vectors: methods that query the black box while fitting (bdpl) are left out
-    methods = [
-        m for m in REGISTRY.values() if m.group == "fewshot" and m.black_box and m.in_all and "single" in m.kinds
-    ]
+    methods = head_methods()
     sizes = [(n, balanced_subsample(y_full, n, np.random.default_rng(0))) for n in args.per_class]
     sizes.append((None, np.arange(len(y_full))))
     records = []

@@ -58,8 +58,10 @@ from sklearn.pipeline import make_pipeline
 
 from skcrosstune import BlackBoxEmbedder, BlackBoxPromptClassifier, CrossTuneClassifier, DecTClassifier
 from skcrosstune.datasets import FEWSHOT_SEEDS, list_tasks, load_fewshot
+from skcrosstune.embedder import DEFAULT_MODEL
 
 from . import report
+from .black_boxes import resolve_black_box
 from .peers import DevSelectedClassifier, SetFitClassifier, ZeroShotClassifier
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
@@ -72,7 +74,10 @@ TASK_FAMILIES = {
     "sentiment": ("sst2", "sst5", "mr", "cr", "mpqa", "subj"),
     "topic": ("trec", "agnews"),
     "pair": ("mrpc", "rte", "qnli"),
+    "many classes": ("clinc150",),
 }
+# Tasks without a descriptions file, by choice: their methods run with the label names only.
+NAMES_ONLY = ("clinc150",)
 TASK_ORDER = tuple(task for family in TASK_FAMILIES.values() for task in family)
 
 
@@ -377,6 +382,8 @@ def run_method(method: Method, data, embedder: BaseEstimator) -> dict:
     missing = missing_requirement(method.requires)
     if missing:
         return {**record, "status": "skipped", "note": missing}
+    if method.uses_descriptions and method.label_text == "descriptions" and data.task in NAMES_ONLY:
+        return {**record, "status": "skipped", "note": f"{data.task} is run with label names only"}
     try:
         descriptions = None
         if method.uses_descriptions:
@@ -424,7 +431,7 @@ def run_method(method: Method, data, embedder: BaseEstimator) -> dict:
     }
 
 
-def run_benchmark(tasks, shots, methods, seeds, *, data_home, cache_dir) -> list[dict]:
+def run_benchmark(tasks, shots, methods, seeds, *, data_home, cache_dir, model=DEFAULT_MODEL) -> list[dict]:
     """Run every method on every task, shot count and seed, printing one line per run.
 
     Parameters
@@ -437,12 +444,15 @@ def run_benchmark(tasks, shots, methods, seeds, *, data_home, cache_dir) -> list
         As for ``load_fewshot``.
     cache_dir : path
         The query cache folder shared by all black-box methods.
+    model : str
+        The black box (``BlackBoxEmbedder``'s ``model``); the store keeps
+        each black box's answers apart by its fingerprint.
 
     Returns
     -------
     records : list of dict
     """
-    embedder = BlackBoxEmbedder(store=os.path.relpath(cache_dir))
+    embedder = BlackBoxEmbedder(model, store=os.path.relpath(cache_dir))
     records = []
     for task in tasks:
         for k in shots:
@@ -562,6 +572,12 @@ def main(argv=None) -> None:
     parser.add_argument("--data-home", default=None, help=f"task folder (default {DEFAULT_DATA_HOME})")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="query cache (default benchmarks/.cache)")
     parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, help="default benchmarks/results")
+    parser.add_argument(
+        "--model",
+        default="minilm",
+        help="the black box: 'minilm' (the embedded default), 'mpnet' (all-mpnet-base-v2, installed by "
+        "benchmarks.black_boxes), or a model folder; use another --results-dir for another black box",
+    )
     parser.add_argument("--list", action="store_true", help="list the registered methods and exit")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables and the plot, run nothing")
     args = parser.parse_args(argv)
@@ -587,7 +603,15 @@ def main(argv=None) -> None:
             parser.error(str(exc))
         print(f"tasks {tasks}, shots {args.shots}, seeds {args.seeds}, methods {[m.name for m in methods]}", flush=True)
         start = time.perf_counter()
-        new = run_benchmark(tasks, args.shots, methods, args.seeds, data_home=data_home, cache_dir=args.cache_dir)
+        new = run_benchmark(
+            tasks,
+            args.shots,
+            methods,
+            args.seeds,
+            data_home=data_home,
+            cache_dir=args.cache_dir,
+            model=resolve_black_box(args.model),
+        )
         queries = sum(r.get("queries") or 0 for r in new)
         failures = sum(r["status"] == "error" for r in new)
         print(

@@ -20,7 +20,8 @@ TITLES = {
 PROTOCOL = (
     "Black box: all-MiniLM-L6-v2, frozen, through `BlackBoxEmbedder` (mean pooling, unit-length vectors). "
     "LM-BFF splits, seeds 13, 21, 42, 87, 100 (fewer than 16 shots drawn from them by `load_fewshot`); "
-    "accuracy on the full test sets, mean ± std (numpy, ddof=0) over the seeds; `avg` is the mean over tasks. "
+    "accuracy on the full test sets, mean ± std (numpy, ddof=0) over the seeds; `avg` is the mean over tasks "
+    "(clinc150, 150 classes, stands apart, after it). "
     "`dev`: whether the method selected anything on the dev split. Nothing is tuned on test."
 )
 
@@ -42,10 +43,17 @@ def _cell(runs: list[dict]) -> tuple[str, float | None]:
     return text, float(np.mean(scores))
 
 
-def accuracy_table(records: list[dict], group: str, shots: int, task_order: list, method_order: list) -> str:
-    """The markdown accuracy table (methods × tasks, with an average column) of one group and shot count."""
+def accuracy_table(
+    records: list[dict], group: str, shots: int, task_order: list, method_order: list, apart: tuple = ()
+) -> str:
+    """The markdown accuracy table (methods × tasks, with an average column) of one group and shot count.
+
+    Tasks in ``apart`` (the many-class tasks) come after the average, which leaves them out.
+    """
     records = [r for r in records if r["group"] == group and r["shots"] == shots]
-    tasks = _ordered((r["task"] for r in records), task_order)
+    ordered = _ordered((r["task"] for r in records), task_order)
+    tasks = [t for t in ordered if t not in apart] + [t for t in ordered if t in apart]
+    n_averaged = sum(t not in apart for t in tasks)
     methods = _ordered((r["method"] for r in records), method_order)
     runs = defaultdict(list)
     for r in records:
@@ -56,7 +64,7 @@ def accuracy_table(records: list[dict], group: str, shots: int, task_order: list
         "",
         PROTOCOL,
         "",
-        "| method | dev | label text | " + " | ".join(tasks) + " | avg |",
+        "| method | dev | label text | " + " | ".join(tasks[:n_averaged] + ["avg"] + tasks[n_averaged:]) + " |",
         "|---|---|---|" + "---:|" * (len(tasks) + 1),
     ]
     notes = []
@@ -74,10 +82,12 @@ def accuracy_table(records: list[dict], group: str, shots: int, task_order: list
                     notes.append(f"`{method}` skipped: {r['note']}")
             if not runs[method, task]:
                 notes.append("not run: no records for this method and task (run it with --methods and --tasks).")
-        average = f"{np.mean(means):.1f}" if all(m is not None for m in means) else "—"
+        averaged = means[:n_averaged]
+        average = f"{np.mean(averaged):.1f}" if averaged and all(m is not None for m in averaged) else "—"
         label_text = first["label_text"] or "—"
         dev = "yes" if first["uses_dev"] else "no"
-        lines.append(f"| {method} | {dev} | {label_text} | " + " | ".join(cells) + f" | {average} |")
+        cells = cells[:n_averaged] + [average] + cells[n_averaged:]
+        lines.append(f"| {method} | {dev} | {label_text} | " + " | ".join(cells) + " |")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in dict.fromkeys(notes)]
     return "\n".join(lines) + "\n"
@@ -136,7 +146,8 @@ def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_o
 
     records = [r for r in records if r["group"] == "fewshot"]
     tasks = _ordered((r["task"] for r in records), task_order)
-    panels = {"all tasks": tasks}
+    many = set(families.get("many classes", ()))
+    panels = {"all tasks": [t for t in tasks if t not in many]}
     for family, members in families.items():
         present = [t for t in members if t in tasks]
         if present:
@@ -179,12 +190,17 @@ def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_o
 
 
 def write_report(records: list[dict], results_dir: Path, *, task_order, method_order, families) -> list[Path]:
-    """Write every accuracy table, ``fewshot_costs.md`` and ``fewshot.png``; returns the paths written."""
+    """Write every accuracy table, ``fewshot_costs.md`` and ``fewshot.png``; returns the paths written.
+
+    The ``"many classes"`` family, if any, stays out of the tables' average (kept comparable over time).
+    """
     results_dir = Path(results_dir)
     written = []
+    apart = tuple(families.get("many classes", ()))
     for group, shots in sorted({(r["group"], r["shots"]) for r in records}):
         path = results_dir / f"{group}_{shots}shot.md"
-        path.write_text(accuracy_table(records, group, shots, list(task_order), method_order), encoding="utf-8")
+        table = accuracy_table(records, group, shots, list(task_order), method_order, apart)
+        path.write_text(table, encoding="utf-8")
         written.append(path)
     path = results_dir / "fewshot_costs.md"
     path.write_text(costs_table(records, method_order), encoding="utf-8")

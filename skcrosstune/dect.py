@@ -28,8 +28,8 @@ The method of DecT (Cui et al., ACL 2023, arXiv 2212.08408), as built here:
 
        S_c(x) = -||v - p_c|| + r_c + lambda log q_c(x),
 
-   trained with cross-entropy (Adam, full batches, a fixed number of epochs
-   as published). DecT adds ``lambda q_c(x)`` with ``lambda = 1 / shots``
+   trained with cross-entropy (Adam, full batches up to 128 texts, a fixed
+   number of epochs as published). DecT adds ``lambda q_c(x)`` with ``lambda = 1 / shots``
    (``fusion="probs"``), shots being the mean number of training examples
    per class: a bounded term that must shrink by hand as data grows. Adding
    the log-probability instead makes the class probabilities a product of
@@ -129,8 +129,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         classes (unused with label words, whose logits are used as they are).
 
     max_epochs : int, default=30
-        Training epochs (full batches by default); 0 keeps the initial
-        decoder.
+        Training epochs; 0 keeps the initial decoder.
 
     learning_rate : float, default=0.01
         Adam learning rate.
@@ -138,8 +137,13 @@ class DecTClassifier(EmbeddingHeadClassifier):
     weight_decay : float, default=0.0
         Decoupled weight decay (AdamW); 0 is plain Adam, as published.
 
-    batch_size : int or None, default=None
-        Mini-batch size; None trains on full batches.
+    batch_size : int or None, default=128
+        Mini-batch size; None trains on full batches. A few-shot training
+        set of up to 128 texts is one batch, as published; a larger one
+        takes more steps per epoch, so the schedule grows with the data (in
+        full batches, 30 steps left a 150-class, 2,400-text decoder
+        undertrained: 84.2 % on CLINC150's dev split against 92.0 % with the
+        default, seed 13, label names).
 
     cv : int, default=0
         0 or 1 trains ``max_epochs`` epochs, as published. 2 or more chooses
@@ -281,7 +285,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         max_epochs=30,
         learning_rate=0.01,
         weight_decay=0.0,
-        batch_size=None,
+        batch_size=128,
         cv=0,
         n_iter_no_change=10,
         device="auto",
@@ -555,5 +559,11 @@ class _PrototypeDecoder(nn.Module):
 
 
 def _distances(v, prototypes):
-    """Euclidean distances, with a gradient that stays finite when a point sits on its prototype."""
-    return torch.sqrt(((v[:, None, :] - prototypes[None]) ** 2).sum(-1) + 1e-12)
+    """Euclidean distances, with a gradient that stays finite when a point sits on its prototype.
+
+    Squared distances are expanded into norms and one matrix product, never
+    forming the ``(n_samples, n_classes, proto_dim)`` differences (184 MB per
+    step at 150 classes and 2,400 examples).
+    """
+    squared = (v**2).sum(1, keepdim=True) - 2 * v @ prototypes.T + (prototypes**2).sum(1)
+    return torch.sqrt(squared.clamp_min(0.0) + 1e-12)

@@ -8,6 +8,7 @@ reason when the binary is not installed). Several users are real processes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from sklearn.pipeline import make_pipeline
 from skcrosstune import BlackBoxEmbedder, cache
 from skcrosstune.cache import query_through_store
 from skcrosstune.stores import StoreError, open_store, query_counts
-from skcrosstune.stores.base import fingerprint_digest, new_owner
+from skcrosstune.stores.base import entry_key, fingerprint_digest, new_owner
 from skcrosstune.stores.sqlite import ALLOW_SHARED_ENV, SQLiteStore
 
 from .test_cache import CountingBlackBox, fake_vector
@@ -70,6 +71,17 @@ def test_entries_are_checksummed_bytes_scoped_by_fingerprint(location, fingerpri
     np.testing.assert_array_equal(found[store.key("a")], fake_vector("a"))
     other = open_store(location, {**fingerprint, "model": "another"})
     assert other.get_many([other.key("a")]) == ({}, 0)
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", 'quote " back \\ slash', "ctrl \x00\x1f\x7f\t\n", "é 漢字 😀", "\ud800 lone", ""]
+)
+def test_a_text_keeps_its_key_across_versions(text):
+    # the fast path for str must give the key of the canonical JSON, or every existing store goes cold
+    digest = "0123456789abcdef0123456789abcdef"
+    canonical = json.dumps(text, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
+    expected = hashlib.blake2b(digest.encode() + b"\x00" + canonical, digest_size=20).hexdigest()
+    assert entry_key(digest, text) == expected
 
 
 def test_a_claim_is_held_until_released_expired_or_its_process_is_gone(location, fingerprint):

@@ -35,6 +35,7 @@ import uuid
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Sequence
+from json.encoder import encode_basestring
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -91,7 +92,10 @@ def entry_key(digest: str, item: Hashable) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(digest.encode())
     h.update(b"\x00")
-    h.update(_canonical_json(item))
+    if isinstance(item, str):  # what _canonical_json gives a str, without building a JSON encoder per call
+        h.update(encode_basestring(item).encode("utf-8", "surrogatepass"))
+    else:
+        h.update(_canonical_json(item))
     return h.hexdigest()
 
 

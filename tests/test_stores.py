@@ -176,11 +176,13 @@ def test_a_killed_process_costs_at_most_its_batch_in_flight(location, fingerprin
 
 
 def test_a_slow_batch_keeps_its_claims_alive(location, fingerprint, monkeypatch):
-    monkeypatch.setattr(cache, "LEASE_SECONDS", 0.6)  # renewed every 0.2 s
+    # Renewed every 0.67 s: a batch of 3 s outlives the lease, and a pause of the whole process
+    # (a garbage collection of a big test session) up to about 1.3 s still finds the claim alive.
+    monkeypatch.setattr(cache, "LEASE_SECONDS", 2.0)
     store = open_store(location, fingerprint)
     sent: list = []
     slow = threading.Thread(
-        target=query_through_store, args=(["a", "b"], slow_box(2.0, sent)), kwargs={"store": store, "batch_size": 2}
+        target=query_through_store, args=(["a", "b"], slow_box(3.0, sent)), kwargs={"store": store, "batch_size": 2}
     )
     slow.start()
     time.sleep(0.2)

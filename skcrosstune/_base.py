@@ -9,8 +9,6 @@ subclass supplies the method itself: ``_fit_head`` and ``_logits``.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.extmath import softmax
@@ -50,6 +48,15 @@ def _is_identity(matrix: np.ndarray) -> bool:
     return matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(len(matrix), dtype=matrix.dtype))
 
 
+def _without_column_names(X):
+    """A DataFrame's values, once the classifier has checked its column names itself.
+
+    The nested embedder then neither holds the names nor checks them again, so
+    a renamed column is reported once, in the name of the estimator called.
+    """
+    return X.to_numpy(dtype=object) if hasattr(X, "columns") and hasattr(X, "iloc") else X
+
+
 class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
     """Base class: an embedder in front, a small trained head behind."""
 
@@ -69,6 +76,7 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = batch.n_columns
         _check_feature_names(self, X, reset=True)
         self.input_kind_ = "pairs" if batch.is_pair else "texts"
+        X = _without_column_names(X)
         self.embedder_ = clone(self._embedder_template(batch.is_pair)).fit(X)
         return self._embed(X)
 
@@ -79,9 +87,7 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         if _is_numeric(X):
             raise TypeError("This classifier was fitted on texts; give it texts, not numeric features.")
         _check_feature_names(self, X, reset=False)
-        with warnings.catch_warnings():  # checked just above, naming this estimator: the embedder need not repeat it
-            warnings.filterwarnings("ignore", message="X (does not have valid|has) feature names", category=UserWarning)
-            return self._embed(X)
+        return self._embed(_without_column_names(X))
 
     def _embed(self, X) -> np.ndarray:
         """What the fitted embedder's one pass over the cache gives for texts ``X``."""

@@ -166,7 +166,10 @@ def train_classifier(
         Folds used to choose the number of epochs (fewer when the smallest
         class has fewer examples).
     n_iter_no_change : int
-        Epochs without a better held-out loss before a fold stops.
+        Epochs without a better held-out loss before a fold stops; with
+        more than two mini-batches per epoch, a fold also stops after three
+        epochs and ``2 * n_iter_no_change`` gradient steps without one (see
+        :func:`_patience_runs_out`).
     device : str
         A device that exists (see :func:`resolve_device`).
     seed : int
@@ -212,6 +215,7 @@ def train_classifier(
         generator = torch.Generator().manual_seed(seed)
         Xt, yt = X_all[train_idx].to(device), y_all[train_idx].to(device)
         size = len(train_idx) if batch_size is None else batch_size
+        steps_per_epoch = -(-len(train_idx) // size)
         losses = []  # per epoch, the loss of each validation example
         if valid_idx is not None:
             Xv, yv = X_all[valid_idx].to(device), y_all[valid_idx].to(device)
@@ -230,7 +234,7 @@ def train_classifier(
                 if valid_idx is not None:
                     losses.append(_losses(module, Xv, yv))
                     means.append(losses[-1].mean())
-                    if len(means) - 1 - int(np.argmin(means)) >= n_iter_no_change:
+                    if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps_per_epoch, n_iter_no_change):
                         break
         return module.eval().cpu(), losses
 
@@ -254,6 +258,21 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
         n_epochs = _one_standard_error_epochs(np.concatenate(padded, axis=1))
     module, _ = run(everything, n_epochs)
     return module, n_epochs
+
+
+def _patience_runs_out(epochs_since_best: int, steps_per_epoch: int, n_iter_no_change: int) -> bool:
+    """Whether a fold has gone long enough without a better held-out loss to stop.
+
+    Patience is ``n_iter_no_change`` epochs, or, when an epoch is many
+    mini-batches, at least three epochs and ``2 * n_iter_no_change`` gradient
+    steps. A few-shot training set (one or two mini-batches an epoch) waits
+    the full ``n_iter_no_change`` epochs; 2,400 texts in 150 classes (29
+    steps an epoch) wait three epochs instead of thirty, which chose the
+    same epoch on CLINC150's 16-shot split (seed 13) in far less time.
+    """
+    if epochs_since_best >= n_iter_no_change:
+        return True
+    return epochs_since_best >= 3 and epochs_since_best * steps_per_epoch >= 2 * n_iter_no_change
 
 
 def _one_standard_error_epochs(losses):

@@ -126,7 +126,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         trains ``max_epochs`` without validation.
 
     n_iter_no_change : int, default=30
-        Epochs without a better held-out loss before a fold stops.
+        Epochs without a better held-out loss before a fold stops (when an
+        epoch is more than two mini-batches: three epochs and
+        ``2 * n_iter_no_change`` steps, so many-class training sets do not
+        pay for thirty long epochs).
 
     device : str, default="auto"
         Where training runs: ``"auto"`` (CUDA when present), ``"cpu"``,

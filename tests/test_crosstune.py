@@ -283,3 +283,18 @@ def test_on_texts_the_model_stores_no_projection_and_pickles_small(tmp_path):
     width = clf.description_embeddings_.shape[1]
     assert all(t.numel() < width * width for t in clf.module_.state_dict().values())
     assert len(pickle.dumps(clf)) < 100_000
+
+
+def test_patience_is_thirty_epochs_for_few_shots_and_shorter_for_long_epochs():
+    from skcrosstune._training import _patience_runs_out
+
+    # one or two mini-batches an epoch (every few-shot set up to 128 texts): thirty epochs
+    assert [_patience_runs_out(e, steps, 30) for e, steps in [(29, 1), (30, 1), (29, 2), (30, 2)]] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    # 29 mini-batches an epoch (2,400 texts): three epochs, never fewer
+    assert not _patience_runs_out(2, 29, 30) and _patience_runs_out(3, 29, 30)
+    assert not _patience_runs_out(2, 100, 30) and not _patience_runs_out(19, 3, 30) and _patience_runs_out(20, 3, 30)

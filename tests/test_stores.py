@@ -406,3 +406,16 @@ def test_a_stored_answer_that_cannot_be_right_is_fetched_again(location, fingerp
     out, report = query_through_store(["a", "b"], box, store=store, batch_size=2, width=4)
     assert box.sent == ["a", "b"] and report.n_corrupt == 2
     np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))
+
+
+def test_waiting_for_a_stuck_owner_is_bounded(location, fingerprint, monkeypatch):
+    monkeypatch.setattr(cache, "WAIT_SECONDS", 0.3)
+    store = open_store(location, fingerprint)
+    stuck = "another-machine:1:stuck"  # alive as far as this machine can tell, and never answering
+    assert store.claim([store.key("a")], stuck, 60) == [store.key("a")]
+    box = CountingBlackBox()
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="were not answered within"):
+        out, _ = query_through_store(["a", "b"], box, store=store, batch_size=2)
+    assert sorted(box.sent) == ["a", "b"] and time.monotonic() - start < 10
+    np.testing.assert_array_equal(out[0], fake_vector("a"))

@@ -537,7 +537,11 @@ def plot_judges(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conditions = [c for c in CONDITIONS if any(k.endswith("@" + c) for k in summary["by_task"])]
+    conditions = [
+        c
+        for c in CONDITIONS
+        if any(k.endswith("@" + c) and v["gold"] is not None for k, v in summary["by_task"].items())
+    ]
     styles = {
         "gold": ("gold only", "0.6"),
         "no_switch": ("+ aug, no switch", "tab:red"),
@@ -547,7 +551,11 @@ def plot_judges(summary: dict, path: Path) -> None:
     }
     fig, axes = plt.subplots(1, len(conditions), figsize=(4.6 * len(conditions), 3.6), squeeze=False)
     for ax, condition in zip(axes[0], conditions, strict=True):
-        rows = {k.split("@")[0]: v for k, v in summary["by_task"].items() if k.endswith("@" + condition)}
+        rows = {
+            k.split("@")[0]: v
+            for k, v in summary["by_task"].items()
+            if k.endswith("@" + condition) and v["gold"] is not None  # judge-only runs have no accuracy
+        }
         tasks = list(rows)
         width = 0.8 / len(styles)
         for j, (key, (label, color)) in enumerate(styles.items()):

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -419,3 +420,21 @@ def test_waiting_for_a_stuck_owner_is_bounded(location, fingerprint, monkeypatch
         out, _ = query_through_store(["a", "b"], box, store=store, batch_size=2)
     assert sorted(box.sent) == ["a", "b"] and time.monotonic() - start < 10
     np.testing.assert_array_equal(out[0], fake_vector("a"))
+
+
+def test_the_prompt_search_keeps_log_prob_answers_where_its_store_says(openai_server, tmp_path):
+    from skcrosstune.backends.openai_logprobs import OpenAILogProbBackend
+
+    from .test_bdpl import KEY, key_word_classifier, key_word_data
+
+    openai_server.chat_logprobs = lambda body: (
+        {"yes": -0.05, "no": -3.0} if body["messages"][-1]["content"].split()[-1] == "alpha" else {"yes": -3.0}
+    )
+    X, y = key_word_data(0)
+    backend = OpenAILogProbBackend("m", base_url=openai_server.url, api_key_env=None)
+    folder = tmp_path / "bdpl-store"
+    clf = key_word_classifier(backend, random_state=0, max_queries=300, store=str(folder)).fit(X, y)
+    assert clf.n_queries_ > 0 and list(folder.glob("*.sqlite3")) and KEY in clf.candidates_
+    sent = openai_server.request_count
+    assert clone(clf).fit(X, y).n_queries_ == 0 and openai_server.request_count == sent  # answered by the store
+    assert clone(clf).set_params(store=None).fit(X, y).n_queries_ == clf.n_queries_  # no store: paid again

@@ -80,7 +80,8 @@ class LLMAugmenter(BaseOverSampler):
         request per example, stored like the generations) and reads the
         probability of each label from the log-probabilities of its first
         answer token; it needs an ``"openai:"`` model whose endpoint returns
-        ``logprobs``. None uses a logistic regression (``C=10``) on the
+        ``logprobs``, and reads each class name as one answer token (names
+        of several tokens are matched by their whole text only). None uses a logistic regression (``C=10``) on the
         default black box's embeddings (kept in ``store``).
 
     cv : int or None, default=4

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-__all__ = ["class_thresholds", "generator_proba", "gold_proba", "memoised", "out_of_fold_proba"]
+__all__ = ["class_thresholds", "generator_proba", "gold_proba", "judge_instruction", "memoised", "out_of_fold_proba"]
 
 #: Score arrays kept per process (one per distinct training set and judge).
 _MEMO_SIZE = 64

@@ -67,14 +67,14 @@ def test_corpus_predicted_partition_by_partition(dask_cluster, openai_server, re
     predictions = wrapped.predict(frame).compute()
 
     assert predictions.shape == (600,)
-    np.testing.assert_array_equal(predictions, model.predict(corpus))  # answered from the store: no new query
+    np.testing.assert_array_equal(predictions, model.predict(pd.DataFrame({"text": corpus})))  # from the store
     sent = openai_server.embedded_texts()
     assert sorted(sent) == sorted(set(corpus))
 
 
 def test_corpus_embedded_on_workers_with_their_own_auto_store(dask_cluster, openai_server, monkeypatch):
     # "auto" is resolved on the worker: its $SKCROSSTUNE_CACHE_DIR, not the folder of the fitting process.
-    embedder = _api_embedder(openai_server, "auto").fit(["a first text"])
+    embedder = _api_embedder(openai_server, "auto").fit(pd.DataFrame({"text": ["a first text"]}))
     corpus = _texts(60, 240, "auto")
     frame = dd.from_pandas(pd.DataFrame({"text": corpus}), npartitions=6)
     wrapped = wrappers.ParallelPostFit(embedder, transform_meta=np.zeros((0, 24), dtype=np.float32))
@@ -86,7 +86,7 @@ def test_corpus_embedded_on_workers_with_their_own_auto_store(dask_cluster, open
     worker_folders = set(dask_cluster.run(lambda: os.environ["SKCROSSTUNE_CACHE_DIR"]).values())
     monkeypatch.setenv("SKCROSSTUNE_CACHE_DIR", worker_folders.pop())
     openai_server.reset()
-    np.testing.assert_allclose(embedder.transform(corpus), embeddings, rtol=1e-6)
+    np.testing.assert_allclose(embedder.transform(pd.DataFrame({"text": corpus})), embeddings, rtol=1e-6)
     assert openai_server.embedded_texts() == []  # what the workers paid for is in their store
 
 
@@ -110,7 +110,7 @@ def test_worker_loads_a_local_model_once(dask_cluster, tiny_bert, redis_server):
     after = _loads_per_worker(dask_cluster)
 
     assert model[0].store_counts()["sent"] - paid_before == 90  # each unique text once, counted by the store
-    np.testing.assert_array_equal(predictions, model.predict(corpus))
+    np.testing.assert_array_equal(predictions, model.predict(pd.DataFrame({"text": corpus})))
     loads = {worker: after[worker] - before[worker] for worker in after}
     assert set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1, loads  # 6 partitions, at most 1 load each
 

@@ -51,12 +51,13 @@ if __name__ == "__main__":
 # ``joblib.parallel_config(backend="dask")`` sends the fits of
 # ``GridSearchCV`` to the cluster. Every clone embeds through the store,
 # so the 32 training sentences are sent once in all, not once per fold
-# and per setting. ``store_counts`` totals what every process paid.
+# and per setting. ``store_counts`` totals what every process paid. The
+# texts are a one-column DataFrame, as the corpus below will be.
 if __name__ == "__main__":
     model = make_pipeline(BlackBoxEmbedder(store=store), LogisticRegression())
     search = GridSearchCV(model, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=4, n_jobs=-1)
     with joblib.parallel_config(backend="dask"):
-        search.fit(data.X_train, data.y_train)
+        search.fit(pd.DataFrame({"text": data.X_train}), data.y_train)
     embedder = search.best_estimator_[0]
     after_search = embedder.store_counts()
     print(f"best C: {search.best_params_['logisticregression__C']}")
@@ -88,7 +89,7 @@ if __name__ == "__main__":
 # is answered without a query.
 if __name__ == "__main__":
     on_cluster.predict(corpus).compute()
-    search.predict(texts)
+    search.predict(pd.DataFrame({"text": texts}))
     final = embedder.store_counts()
     print(f"sent by the two repeats: {final['sent'] - after_corpus['sent']}")
 

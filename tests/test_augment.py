@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+from cleanlab import count as cleanlab_count
 from imblearn.pipeline import Pipeline
 from imblearn.utils.estimator_checks import parametrize_with_checks as parametrize_with_imblearn_checks
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -328,7 +329,6 @@ def test_out_of_fold_judges_never_saw_the_example_they_judge(server, tmp_path, s
 
 
 def test_the_class_thresholds_are_confident_learnings(server, tmp_path):
-    cleanlab_count = pytest.importorskip("cleanlab.count", reason="cleanlab compares the thresholds")
     server.chat_reply = mixed_writer
     augmenter = make_augmenter(server, tmp_path, cv=2, threshold=1.0, n_per_class=12)
     augmenter.fit_resample(TEXTS, LABELS)

@@ -191,20 +191,12 @@ def test_embedder(tiny_bert, case):
         assert out.shape == (len(X), model.n_features_out_) and np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("head", [CrossTuneClassifier, DecTClassifier])
 @SETTINGS
 @given(case=cases(entries="label_descriptions"))
-def test_crosstune(tiny_bert, case):
+def test_head_with_descriptions(tiny_bert, head, case):
     X, y, descriptions, expected = case
-    clf = CrossTuneClassifier(embedder(str(tiny_bert)), label_descriptions=descriptions, max_epochs=2, random_state=0)
-    if check(clf.fit, X, y, expected) is not None:
-        assert_classifier_result(clf, X, y)
-
-
-@SETTINGS
-@given(case=cases(entries="label_descriptions"))
-def test_dect_with_descriptions(tiny_bert, case):
-    X, y, descriptions, expected = case
-    clf = DecTClassifier(embedder(str(tiny_bert)), label_descriptions=descriptions, max_epochs=2, random_state=0)
+    clf = head(embedder(str(tiny_bert)), label_descriptions=descriptions, max_epochs=2, random_state=0)
     if check(clf.fit, X, y, expected) is not None:
         assert_classifier_result(clf, X, y)
 

@@ -415,7 +415,7 @@ class _CrossAttentionNetwork(nn.Module):
         has a single description (no attention to take) the whole classifier
         is one linear map plus a bias.
         """
-        net = _copy_in_float64(self)
+        net = copy.deepcopy(self).double()
         keys = net._keys()  # (head, class, m, dim)
         vectors = keys if net.prior is None else torch.einsum("pd,hcmd->hcmp", net.prior, keys)
         vectors = vectors + torch.einsum("hpr,hrd,hcmd->hcmp", net.query_in, net.query_out, keys)
@@ -457,10 +457,6 @@ class _FoldedCrossAttention(nn.Module):
         scores = torch.einsum("np,hcmp->nhcm", h, self.vectors)
         weights = torch.softmax(scores.masked_fill(~self.mask, -torch.inf), dim=-1)
         return logits + (weights * scores.masked_fill(~self.mask, 0.0)).sum(-1).mean(1)
-
-
-def _copy_in_float64(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module).double()
 
 
 def _class_means(X, y, n_classes: int):

@@ -329,9 +329,9 @@ class DecTClassifier(EmbeddingHeadClassifier):
         # everything is checked before the first paid query
         self.classes_, y_index = check_labels(y, count_inputs(X))
         if self.label_words is not None:
-            check_label_descriptions(self.label_words, self.classes_, name="label_words")
+            label_texts = check_label_descriptions(self.label_words, self.classes_, name="label_words")
         else:
-            check_label_descriptions(self.label_descriptions, self.classes_)
+            label_texts = check_label_descriptions(self.label_descriptions, self.classes_)
         H = self._fit_representations(X)
         n_classes = len(self.classes_)
         shots = H.shape[0] / n_classes
@@ -342,10 +342,10 @@ class DecTClassifier(EmbeddingHeadClassifier):
         self.zero_shot_source_ = self.label_words_ = self.descriptions_ = None
         self.description_embeddings_ = self.calibration_ = self.reference_scores_ = None
         if self._reads_label_words():
-            self.label_words_ = check_label_descriptions(self.label_words, self.classes_, name="label_words")
+            self.label_words_ = label_texts
         H, word_scores = self._split(H)
         if self.zero_shot_weight_ > 0:
-            self._prepare_zero_shot(H)
+            self._prepare_zero_shot(H, label_texts)
         scores = self._zero_shot_scores(H, word_scores)
         if self.calibration_ == "train_mean":
             self.reference_scores_ = _log_softmax(scores).mean(axis=0)
@@ -380,8 +380,11 @@ class DecTClassifier(EmbeddingHeadClassifier):
         return self
 
     # ------------------------------------------------------------ zero shot
-    def _prepare_zero_shot(self, H: np.ndarray) -> None:
-        """Choose the zero-shot source and calibration, embed what they need (the content-free input)."""
+    def _prepare_zero_shot(self, H: np.ndarray, label_texts: list[list[str]]) -> None:
+        """Choose the zero-shot source and calibration, embed what they need (the content-free input).
+
+        ``label_texts`` are the label words or descriptions ``fit`` checked, one list per class.
+        """
         if self.label_words is not None:
             if self.input_kind_ == "numeric":
                 raise ValueError(
@@ -390,7 +393,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
                 )
             self.zero_shot_source_ = "label_words"
         else:
-            self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
+            self.descriptions_ = label_texts
             flat = [text for texts in self.descriptions_ for text in texts]
             self.description_embeddings_ = self._embed_descriptions(flat)
             if self._description_projection(H.shape[1], self.description_embeddings_.shape[1]) is None:

@@ -123,7 +123,7 @@ def query_through_store(
     answers = _Answers(items, width, dtype)
     report = QueryReport(n_items=len(items), n_unique=len(answers.unique))
     if store is None:
-        _Payer(answers, compute, None, None, batch_size, lengths, validate, progress, report).pay(answers.unique)
+        _Payer(answers, compute, None, None, None, batch_size, lengths, validate, progress, report).pay(answers.unique)
         return answers.result(), report
 
     keys = {item: store.key(item) for item in answers.unique}
@@ -131,7 +131,7 @@ def query_through_store(
     missing = look_up(answers.unique)
     if missing:
         owner = new_owner()
-        payer = _Payer(answers, compute, store, owner, batch_size, lengths, validate, progress, report)
+        payer = _Payer(answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report)
         _claim_and_pay(missing, keys, store, owner, look_up, payer)
     return answers.result(), report
 
@@ -242,8 +242,8 @@ class _LookUp:
 class _Payer:
     """Send items to the black box in batches; check, store and release each batch as it returns."""
 
-    def __init__(self, answers, compute, store, owner, batch_size, lengths, validate, progress, report):
-        self.answers, self.compute, self.store, self.owner = answers, compute, store, owner
+    def __init__(self, answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report):
+        self.answers, self.compute, self.store, self.owner, self.keys = answers, compute, store, owner, keys
         self.batch_size, self.lengths, self.validate = batch_size, lengths, validate
         self.progress, self.report = progress, report
 
@@ -251,7 +251,7 @@ class _Payer:
         """Pay for claimed items, first serving any answered between the look-up and the claim."""
         if not items:
             return
-        keys = look_up.keys
+        keys = self.keys
         try:
             missing = look_up(items)
         except BaseException:
@@ -261,9 +261,9 @@ class _Payer:
         if answered:
             self.store.release([keys[item] for item in answered], self.owner)
         with _LeaseKeeper(self.store, self.owner, [keys[item] for item in missing]) as lease:
-            self.pay(missing, lease=lease, keys=keys)
+            self.pay(missing, lease=lease)
 
-    def pay(self, items: list, *, lease: _LeaseKeeper | None = None, keys: dict | None = None) -> None:
+    def pay(self, items: list, *, lease: _LeaseKeeper | None = None) -> None:
         if self.lengths is not None and len(items) > self.batch_size:
             order = np.argsort(-np.asarray(self.lengths(items)), kind="stable")
             items = [items[i] for i in order]
@@ -275,7 +275,7 @@ class _Payer:
                 self.store.add_counts(sent=len(batch))
             rows = self._check(batch, rows)
             if self.store is not None:
-                batch_keys = [keys[item] if keys else self.store.key(item) for item in batch]
+                batch_keys = [self.keys[item] for item in batch]
                 self.store.put_many(zip(batch_keys, rows, strict=True))
                 if lease is not None:
                     lease.done(batch_keys)

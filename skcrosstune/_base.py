@@ -43,11 +43,6 @@ def _with_x_parameter(method):
     return method
 
 
-def _is_identity(matrix: np.ndarray) -> bool:
-    """Whether a description projection is the identity (texts: nothing to store or multiply)."""
-    return matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(len(matrix), dtype=matrix.dtype))
-
-
 def _without_column_names(X):
     """A DataFrame's values, once the classifier has checked its column names itself.
 
@@ -108,9 +103,8 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         be compared with the descriptions (pair features without the sides,
         or features from another black box).
         """
-        embedder = getattr(self, "embedder_", None)
-        if self.input_kind_ == "pairs" and embedder.pair_encoding_ == "separate":
-            features = list(embedder.pair_features)
+        if self._separate_pairs():
+            features = list(self.embedder_.pair_features)
             if "u" not in features or "v" not in features:
                 return None
             projection = np.zeros((width, dim), dtype=np.float32)
@@ -120,6 +114,14 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
                 projection[start : start + dim] = 0.5 * np.eye(dim, dtype=np.float32)
             return projection
         return np.eye(dim, dtype=np.float32) if width == dim else None
+
+    def _projects_as_identity(self, width: int, dim: int) -> bool:
+        """Whether :meth:`_description_projection` is the identity: nothing to build, store or multiply."""
+        return width == dim and not self._separate_pairs()
+
+    def _separate_pairs(self) -> bool:
+        """Whether the input is sentence pairs embedded side by side (features of ``u`` and ``v``)."""
+        return self.input_kind_ == "pairs" and self.embedder_.pair_encoding_ == "separate"
 
     def _logits(self, features: np.ndarray) -> np.ndarray:
         """Class logits (float64) of the head for its input features."""

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _is_identity, _with_x_parameter
+from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels, count_inputs
@@ -283,10 +283,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         flat = [text for texts in self.descriptions_ for text in texts]
         E = self._embed_descriptions(flat)
         self.description_embeddings_ = E
-        prior = self._prior_projection(H.shape[1], E.shape[1])
-        has_prior = bool(prior.any())
-        if _is_identity(prior):
-            prior = None  # texts: the input already lives in the description space; nothing to store or multiply
+        # texts: the input already lives in the description space, so there is no prior to store or multiply
+        identity = self._projects_as_identity(H.shape[1], E.shape[1])
+        prior = None if identity else self._prior_projection(H.shape[1], E.shape[1])
+        has_prior = identity or bool(prior.any())
         owner = np.repeat(np.arange(len(self.classes_)), [len(t) for t in self.descriptions_])
 
         # the examples enhance the keys only when they are learned from and can be compared with the descriptions

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _is_identity, _with_x_parameter
+from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
 from ._validation import _label_key, check_label_descriptions, check_labels, count_inputs
@@ -444,11 +444,12 @@ class DecTClassifier(EmbeddingHeadClassifier):
             return None
         if self.zero_shot_source_ == "label_words":
             return word_scores
-        projection = self._description_projection(H.shape[1], self.description_embeddings_.shape[1])
+        width, dim = H.shape[1], self.description_embeddings_.shape[1]
         # in float64, so that a row's scores do not depend on the batch it comes in
         H = np.asarray(H, dtype=np.float64)
-        in_description_space = H if _is_identity(projection) else H @ projection
-        similarities = in_description_space @ self.description_embeddings_.T.astype(np.float64)
+        if not self._projects_as_identity(width, dim):
+            H = H @ self._description_projection(width, dim)
+        similarities = H @ self.description_embeddings_.T.astype(np.float64)
         best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 

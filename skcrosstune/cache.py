@@ -60,11 +60,6 @@ class QueryReport:
     n_queried: int = 0
     n_corrupt: int = 0
 
-    def __iadd__(self, other: QueryReport) -> QueryReport:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        return self
-
 
 def query_through_store(
     items: Sequence[Hashable],

@@ -53,6 +53,7 @@ from ._compat import HasMethods, Interval, StrOptions, _check_feature_names, _fi
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
 from ._validation import check_label_descriptions, check_label_word_groups, check_labels, check_texts
+from .backends.openai_logprobs import label_word_fingerprint
 from .cache import query_through_store
 from .embedder import BlackBoxEmbedder, _max_per_group
 from .stores import open_store
@@ -373,27 +374,19 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         _check_feature_names(self, X, reset=True)
         self.classes_, y_index = check_labels(y, len(texts))
         self._check_template()
-        # the label words and descriptions given are checked before the black box is asked anything
-        if self.label_words is not None:
-            self._label_words()
-        check_label_descriptions(self.label_descriptions, self.classes_)
+        # everything is checked before the black box is asked anything
+        self.black_box_ = self._black_box_kind()
+        class_texts = self._class_texts()
         rng = check_random_state(self.random_state)
-
         self.candidates_ = self._mine_candidates(texts)
-        self.n_queries_ = self.n_cache_hits_ = self.n_requested_ = 0
-        self._prepare_black_box(texts)
-        self.temperature_ = self.temperature or (SIMILARITY_TEMPERATURE if self.black_box_ == "similarity" else 1.0)
-
         train, held_out = self._split(y_index, rng)
-        step_cost = self.sample_size * min(self.batch_size, len(train))
-        if self.max_queries is not None and self.max_queries < step_cost + 2 * len(held_out):
-            raise ValueError(
-                f"max_queries={self.max_queries} cannot pay for one step ({self.sample_size} prompts x "
-                f"{min(self.batch_size, len(train))} texts) and two evaluations on the {len(held_out)} "
-                f"held-out texts: raise it to at least {step_cost + 2 * len(held_out)}."
-            )
+        self._check_budget(len(train), len(held_out))
+
+        self.n_queries_ = self.n_cache_hits_ = self.n_requested_ = 0
+        self._prepare_black_box(texts, class_texts)
+        self.temperature_ = self.temperature or (SIMILARITY_TEMPERATURE if self.black_box_ == "similarity" else 1.0)
         with torch.random.fork_rng(devices=[]):  # the caller's global torch state is left as it was
-            self._search(texts, y_index, train, held_out, rng)
+            self._search(self._class_scorer(), texts, y_index, train, held_out, rng)
         return self
 
     def _check_template(self):
@@ -415,34 +408,26 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             )
         return np.asarray(ngrams[: self.n_candidates], dtype=object)
 
-    def _prepare_black_box(self, texts: list[str]) -> None:
-        """Fit the black box and what the class scores need (label words or description embeddings)."""
-        box = self.embedder
-        self.embedder_ = None
-        if box is not None and hasattr(box, "label_word_log_probs"):
-            self.black_box_ = "log_probs"
-            self.label_words_ = self._label_words()
-            self.log_prob_backend_ = copy.deepcopy(box)
-            return
-        self.embedder_ = clone(BlackBoxEmbedder() if box is None else box).fit(texts)
-        # an API embedder of unknown width pays one query while fitting
-        self.n_queries_ += self.embedder_.n_queries_
-        self.n_cache_hits_ += self.embedder_.n_cache_hits_
-        if getattr(self.embedder_, "pooling", None) == "mask":
-            self.black_box_ = "mask"
-            self.label_words_ = self._label_words()
-            return
-        self.black_box_ = "similarity"
-        descriptions = check_label_descriptions(self.label_descriptions, self.classes_)
-        flat = [text for group in descriptions for text in group]
-        self.description_embedder_ = clone(self.embedder_).fit(flat)
-        E = np.asarray(self.description_embedder_.transform(flat), dtype=np.float32)
-        self.n_queries_ += self.description_embedder_.n_queries_
-        self.n_cache_hits_ += self.description_embedder_.n_cache_hits_
-        self.description_embeddings_ = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-        self.description_owner_ = np.repeat(np.arange(len(self.classes_)), [len(g) for g in descriptions])
+    def _check_budget(self, n_train: int, n_held_out: int) -> None:
+        step_cost = self.sample_size * min(self.batch_size, n_train)
+        if self.max_queries is not None and self.max_queries < step_cost + 2 * n_held_out:
+            raise ValueError(
+                f"max_queries={self.max_queries} cannot pay for one step ({self.sample_size} prompts x "
+                f"{min(self.batch_size, n_train)} texts) and two evaluations on the {n_held_out} "
+                f"held-out texts: raise it to at least {step_cost + 2 * n_held_out}."
+            )
 
-    def _label_words(self) -> list[list[str]]:
+    def _black_box_kind(self) -> str:
+        """Which kind of black box ``embedder`` is, from its parameters (nothing is fitted or asked)."""
+        box = self.embedder
+        if box is not None and hasattr(box, "label_word_log_probs"):
+            return "log_probs"
+        return "mask" if getattr(box, "pooling", None) == "mask" else "similarity"
+
+    def _class_texts(self) -> list[list[str]]:
+        """The checked label words (label-word black boxes) or descriptions (similarity), one group per class."""
+        if self.black_box_ == "similarity":
+            return check_label_descriptions(self.label_descriptions, self.classes_)
         if self.label_words is None:
             raise ValueError(
                 f"The {self.black_box_!r} black box scores label words: give label_words, one word (or list "
@@ -458,6 +443,29 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             )
         return groups
 
+    def _prepare_black_box(self, texts: list[str], class_texts: list[list[str]]) -> None:
+        """Fit the black box and what the class scores need (label words or description embeddings)."""
+        box = self.embedder
+        self.embedder_ = None
+        if self.black_box_ == "log_probs":
+            self.label_words_ = class_texts
+            self.log_prob_backend_ = copy.deepcopy(box)
+            return
+        self.embedder_ = clone(BlackBoxEmbedder() if box is None else box).fit(texts)
+        # an API embedder of unknown width pays one query while fitting
+        self.n_queries_ += self.embedder_.n_queries_
+        self.n_cache_hits_ += self.embedder_.n_cache_hits_
+        if self.black_box_ == "mask":
+            self.label_words_ = class_texts
+            return
+        flat = [text for group in class_texts for text in group]
+        self.description_embedder_ = clone(self.embedder_).fit(flat)
+        E = np.asarray(self.description_embedder_.transform(flat), dtype=np.float32)
+        self.n_queries_ += self.description_embedder_.n_queries_
+        self.n_cache_hits_ += self.description_embedder_.n_cache_hits_
+        self.description_embeddings_ = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        self.description_owner_ = np.repeat(np.arange(len(self.classes_)), [len(g) for g in class_texts])
+
     def _split(self, y_index: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         """Stratified (train, held-out) indices; the training data twice when nothing can be held out."""
         counts = np.bincount(y_index)
@@ -472,8 +480,11 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         return np.setdiff1d(everything, held_out), held_out
 
     # --------------------------------------------------------------- search
-    def _search(self, texts, y_index, train, held_out, rng) -> None:
-        """Policy-gradient search of the slot distributions, keeping a copy of the best one."""
+    def _search(self, score, texts, y_index, train, held_out, rng) -> None:
+        """Policy-gradient search of the slot distributions, keeping a copy of the best one.
+
+        ``score`` gives the class scores of inputs (:meth:`_class_scorer`).
+        """
         n_slots, n_candidates = self.prompt_length, len(self.candidates_)
         torch.manual_seed(torch_seed(rng))
         probs = torch.full((n_slots, n_candidates), 1.0 / n_candidates, dtype=torch.float64, requires_grad=True)
@@ -481,7 +492,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         dev_texts, dev_y = [texts[i] for i in held_out], y_index[held_out]
 
         self.history_ = []
-        best = self._evaluate(np.empty(0, dtype=int), dev_texts, dev_y, step=0)
+        best = self._evaluate(score, np.empty(0, dtype=int), dev_texts, dev_y, step=0)
         self.distribution_ = probs.detach().numpy().copy()
         batches = _minibatches(train, self.batch_size, rng)
         steps_per_epoch = -(-len(train) // self.batch_size)
@@ -495,7 +506,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             if self.max_queries is not None and self.n_requested_ + cost > self.max_queries:
                 break
             samples = self._sample_prompts(probs.detach().numpy(), rng)
-            losses = self._sample_losses(samples, [texts[i] for i in batch], y_index[batch])
+            losses = self._sample_losses(score, samples, [texts[i] for i in batch], y_index[batch])
             gradient = _score_function_gradient(samples, losses, probs.detach().numpy())
             optimizer.zero_grad()
             probs.grad = torch.as_tensor(gradient)
@@ -506,26 +517,26 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             self.n_steps_ = step + 1
             evaluated = False
             if self.n_steps_ % steps_per_epoch == 0:
-                best = self._keep_if_better(best, probs, dev_texts, dev_y)
+                best = self._keep_if_better(score, best, probs, dev_texts, dev_y)
                 evaluated = True
         if not evaluated:
-            best = self._keep_if_better(best, probs, dev_texts, dev_y)
+            best = self._keep_if_better(score, best, probs, dev_texts, dev_y)
         self.best_score_, _, indices = best
         self.prompt_indices_ = indices
         self.prompt_ = self._prompt_text(indices)
 
-    def _keep_if_better(self, best, probs, dev_texts, dev_y):
+    def _keep_if_better(self, score, best, probs, dev_texts, dev_y):
         distribution = probs.detach().numpy()
-        candidate = self._evaluate(distribution.argmax(axis=1), dev_texts, dev_y, step=self.n_steps_)
+        candidate = self._evaluate(score, distribution.argmax(axis=1), dev_texts, dev_y, step=self.n_steps_)
         # higher accuracy, then lower loss; ties keep the earlier (shorter search, or no prompt)
         if (candidate[0], -candidate[1]) > (best[0], -best[1]):
             self.distribution_ = distribution.copy()
             return candidate
         return best
 
-    def _evaluate(self, indices, dev_texts, dev_y, *, step):
+    def _evaluate(self, score, indices, dev_texts, dev_y, *, step):
         """Held-out accuracy and loss of one prompt: ``(accuracy, loss, indices)``."""
-        scores = self._class_scores(self._prompted(self._prompt_text(indices), dev_texts), requested=True)
+        scores = self._requested(score, self._prompted(self._prompt_text(indices), dev_texts))
         accuracy = float(np.mean(scores.argmax(axis=1) == dev_y))
         loss = float(self._losses(scores[None], dev_y)[0])
         self.history_.append(
@@ -552,10 +563,10 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         samples[zero] = np.broadcast_to(probs.argmax(axis=1), samples.shape)[zero]
         return samples
 
-    def _sample_losses(self, samples: np.ndarray, batch_texts: list[str], batch_y: np.ndarray) -> np.ndarray:
+    def _sample_losses(self, score, samples: np.ndarray, batch_texts: list[str], batch_y: np.ndarray) -> np.ndarray:
         """The mean loss of each sampled prompt on the mini-batch, from one black-box request."""
         items = [item for prompt in samples for item in self._prompted(self._prompt_text(prompt), batch_texts)]
-        scores = self._class_scores(items, requested=True).reshape(len(samples), len(batch_texts), -1)
+        scores = self._requested(score, items).reshape(len(samples), len(batch_texts), -1)
         return self._losses(scores, batch_y)
 
     def _losses(self, scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -580,34 +591,50 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
             return list(texts)
         return [self.template.format(prompt=prompt, text=text).strip() for text in texts]
 
-    def _class_scores(self, items: list[str], *, requested: bool = False) -> np.ndarray:
-        """Class scores of prompted inputs, through the store, counted (``requested``: in the search budget)."""
-        if requested:
-            self.n_requested_ += len(set(items))
+    def _requested(self, score, items: list[str]) -> np.ndarray:
+        """``score(items)``, counted in the search budget (each distinct input once per request)."""
+        self.n_requested_ += len(set(items))
+        return score(items)
+
+    def _class_scorer(self):
+        """The function from inputs to class scores, through the store, counting what it costs.
+
+        A log-probability black box's store is resolved here, on this machine,
+        once per fit or prediction, and is never kept in the fitted model.
+        """
         if self.black_box_ == "log_probs":
-            flat = [w for group in self.label_words_ for w in group]
-            fingerprint = {**self.log_prob_backend_.fingerprint(), "label_words": sorted(set(flat))}
-            raw, report = query_through_store(
-                items,
-                lambda batch: self.log_prob_backend_.label_word_log_probs(batch, flat),
-                store=open_store(self.store, fingerprint),
-                batch_size=self.batch_size,
-                width=len(flat),
-            )
-            self.n_queries_ += report.n_queried
-            self.n_cache_hits_ += report.n_cached
-            return _max_per_group(raw, [len(g) for g in self.label_words_])
-        before = self.embedder_.n_queries_, self.embedder_.n_cache_hits_
-        if self.black_box_ == "mask":
-            scores = self.embedder_.label_word_scores(items, self.label_words_, output="log_probs")
-        else:
-            H = np.asarray(self.embedder_.transform(items), dtype=np.float32)
-            H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
-            similarity = H @ self.description_embeddings_.T
-            scores = _max_per_group(similarity, np.bincount(self.description_owner_))
-        self.n_queries_ += self.embedder_.n_queries_ - before[0]
-        self.n_cache_hits_ += self.embedder_.n_cache_hits_ - before[1]
-        return scores
+            backend, groups = self.log_prob_backend_, self.label_words_
+            flat = [word for group in groups for word in group]
+            store = open_store(self.store, label_word_fingerprint(backend, flat))
+
+            def score(items: list[str]) -> np.ndarray:
+                raw, report = query_through_store(
+                    items,
+                    lambda batch: backend.label_word_log_probs(batch, flat),
+                    store=store,
+                    batch_size=self.batch_size,
+                    width=len(flat),
+                )
+                self.n_queries_ += report.n_queried
+                self.n_cache_hits_ += report.n_cached
+                return _max_per_group(raw, [len(g) for g in groups])
+
+            return score
+
+        def score(items: list[str]) -> np.ndarray:
+            before = self.embedder_.n_queries_, self.embedder_.n_cache_hits_
+            if self.black_box_ == "mask":
+                scores = self.embedder_.label_word_scores(items, self.label_words_, output="log_probs")
+            else:
+                H = np.asarray(self.embedder_.transform(items), dtype=np.float32)
+                H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
+                similarity = H @ self.description_embeddings_.T
+                scores = _max_per_group(similarity, np.bincount(self.description_owner_))
+            self.n_queries_ += self.embedder_.n_queries_ - before[0]
+            self.n_cache_hits_ += self.embedder_.n_cache_hits_ - before[1]
+            return scores
+
+        return score
 
     # ----------------------------------------------------------- prediction
     def _representations(self, X) -> np.ndarray:
@@ -615,7 +642,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         check_is_fitted(self)
         texts = check_texts(X, allow_pairs=False).texts
         _check_feature_names(self, X, reset=False)
-        return self._class_scores(self._prompted(self.prompt_, texts))
+        return self._class_scorer()(self._prompted(self.prompt_, texts))
 
     def _logits(self, scores: np.ndarray) -> np.ndarray:
         return scores.astype(np.float64) / self.temperature_

@@ -139,6 +139,18 @@ def test_the_budget_counts_cache_answers_too_so_a_warm_cache_changes_nothing():
     assert other.history_ != cold.history_
 
 
+def test_label_words_in_another_order_are_not_answered_by_the_store(tmp_path):
+    """A stored answer's columns follow the order of the label words asked for."""
+    X, y = key_word_data(5)
+    store = tmp_path / "store"
+    key_word_classifier(random_state=0, store=store, max_queries=1000).fit(X, y)
+    swapped = {"a": "no", "b": "yes"}  # the same words, in the other order
+    shared = key_word_classifier(label_words=swapped, random_state=0, store=store, max_queries=1000).fit(X, y)
+    alone = key_word_classifier(label_words=swapped, random_state=0, store=tmp_path / "new", max_queries=1000).fit(X, y)
+    assert shared.n_queries_ == alone.n_queries_ > 0
+    assert shared.history_ == alone.history_
+
+
 def test_every_prompted_test_text_is_a_new_query():
     X, y = key_word_data(2)
     clf = key_word_classifier(random_state=0).fit(X, y)
@@ -246,6 +258,23 @@ def test_the_similarity_path_on_an_embeddings_api(openai_server, tmp_path):
     assert len(embedded) == len(set(embedded)) == clf.n_queries_ > 0  # each input sent once, all counted
     assert {"good", "bad"} <= set(embedded)  # the label names, as descriptions
     assert clf.predict(texts).shape == (6,)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"max_queries": 10}, "cannot pay for one step"),
+        ({"label_descriptions": {"good": "praise"}}, "no entry for the classes"),
+        ({"min_ngram_count": 50}, "prompt candidate"),
+    ],
+)
+def test_bad_settings_cost_no_query_of_an_embeddings_api(openai_server, tmp_path, params, match):
+    texts = ["a great fun film", "the best film", "good acting", "awful plot", "the worst acting", "dull and long"]
+    y = ["good", "good", "good", "bad", "bad", "bad"]
+    api = BlackBoxEmbedder("openai:emb", base_url=openai_server.url, api_key_env=None, store=tmp_path / "c")
+    with pytest.raises(ValueError, match=match):
+        BlackBoxPromptClassifier(api, prompt_length=2, sample_size=3, **params).fit(texts, y)
+    assert openai_server.request_count == 0
 
 
 def test_the_log_prob_endpoint(openai_server):

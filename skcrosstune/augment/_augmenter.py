@@ -20,7 +20,7 @@ from .._training import DeviceOptions
 from .._validation import check_label_descriptions, check_labels, check_texts
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
-from ..backends.openai_logprobs import OpenAILogProbBackend
+from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerprint
 from ..stores import open_store
 from ._judges import class_thresholds, generator_proba, gold_proba, judge_instruction, memoised, out_of_fold_proba
 from ._parsing import DROP_REASONS, NearCopies, clean_reason, normalise, parse_examples
@@ -586,7 +586,7 @@ class LLMAugmenter(BaseOverSampler):
                 max_retries=self.max_retries,
             )
             words = [str(label) for label in prompter.classes]
-            store = open_store(self.store, {**backend.fingerprint(), "label_words": words})
+            store = open_store(self.store, label_word_fingerprint(backend, words))
 
             def compute():
                 proba, report = generator_proba(backend, store, candidates, labels, prompter.classes)

@@ -15,7 +15,7 @@ import numpy as np
 from .base import UnusableAnswer
 from .openai import OpenAIClient, _describe, strip_credentials
 
-__all__ = ["OpenAILogProbBackend"]
+__all__ = ["OpenAILogProbBackend", "label_word_fingerprint"]
 
 DEFAULT_INSTRUCTION = "Read the text and answer with a single word."
 
@@ -150,3 +150,30 @@ class OpenAILogProbBackend(OpenAIClient):
             listed[token] = max(listed.get(token, -np.inf), float(logprob))
         floor = min(listed.values())
         return [listed.get(word, floor) for word in wanted]
+
+
+def label_word_fingerprint(backend, label_words) -> dict:
+    """The fingerprint of ``backend``'s answers for ``label_words``: one column per word, in this order.
+
+    A stored answer is a row of log-probabilities in the order of the words
+    asked for, so the order is part of the key: the same words in another
+    order are other answers.
+
+    Parameters
+    ----------
+    backend : object
+        A log-probability black box, with ``fingerprint()``.
+    label_words : sequence of str
+        The words, in the order of the answer's columns.
+
+    Returns
+    -------
+    fingerprint : dict
+
+    Examples
+    --------
+    >>> backend = OpenAILogProbBackend("gpt-4o-mini", api_key_env=None)
+    >>> label_word_fingerprint(backend, ["yes", "no"])["label_words"]
+    ['yes', 'no']
+    """
+    return {**backend.fingerprint(), "label_words": list(label_words)}

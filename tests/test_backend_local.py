@@ -35,7 +35,13 @@ def test_unusable_outputs_raise_naming_the_model(backend, spoil, match):
         backend._checked(spoil(rows), 2)
 
 
-def test_an_overflow_suggests_the_cpu(backend):
+def test_an_overflow_in_half_precision_suggests_the_cpu(backend):
     rows = np.full((1, backend.dimension), np.inf, dtype=np.float32)
     with pytest.raises(BlackBoxError, match="half-precision overflow"):
+        backend._checked(rows, 1, half_precision=True)
+    with pytest.raises(BlackBoxError, match="non-finite") as info:  # in full precision, no such guess
         backend._checked(rows, 1)
+    assert "half-precision" not in str(info.value)
+    with pytest.raises(BlackBoxError, match="wide") as info:  # finite rows of another width: no such guess
+        backend._checked(np.zeros((1, 3), dtype=np.float32), 1, half_precision=True)
+    assert "half-precision" not in str(info.value)

@@ -242,10 +242,14 @@ class LocalBackend(Backend):
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             else:
                 pooled = hidden[inputs["input_ids"] == tokenizer.mask_token_id]
-        return self._checked(pooled.float().cpu().numpy(), len(items))
+        return self._checked(pooled.float().cpu().numpy(), len(items), half_precision=amp is not None)
 
-    def _checked(self, rows: np.ndarray, n_items: int) -> np.ndarray:
-        """``rows`` when they are one finite vector of the hidden size per item; else a clear error."""
+    def _checked(self, rows: np.ndarray, n_items: int, *, half_precision: bool = False) -> np.ndarray:
+        """``rows`` when they are one finite vector of the hidden size per item; else a clear error.
+
+        ``half_precision``: whether the rows were computed under bf16/fp16
+        autocast, where a non-finite value is most likely an overflow.
+        """
         try:
             return check_vectors(rows, n_items, width=self.dimension)
         except UnusableAnswer as exc:
@@ -255,7 +259,7 @@ class LocalBackend(Backend):
             hint = (
                 " (with pooling='mask' each input must hold exactly one mask token: a text holding one already has two)"
             )
-        elif "non-finite" in reason:
+        elif half_precision and not np.isfinite(rows).all():
             hint = " (a half-precision overflow on a GPU? try device='cpu')"
         raise BlackBoxError(f"The local model {self.model!r} gave no usable representations: {reason}{hint}.")
 

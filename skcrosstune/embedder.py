@@ -383,10 +383,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         batch = self._check_input(X)
         if not (batch.is_pair and self.pair_encoding_ == "separate"):
             return self._finish(self._raw_states(batch, split_pairs=False))
-        sides = self._raw_states(batch, split_pairs=True)
-        n = len(batch)
-        u, v = self._finish(sides[:n]), self._finish(sides[n:])
-        return self._pair_features(u, v)
+        sides = self._finish(self._raw_states(batch, split_pairs=True))
+        return self._pair_features(sides[: len(batch)], sides[len(batch) :])
 
     def _check_input(self, X) -> TextBatch:
         """The texts of ``X``, checked against what :meth:`fit` saw: kind, and column names as scikit-learn does."""
@@ -399,7 +397,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         return batch
 
     def _raw_states(self, batch: TextBatch, *, split_pairs: bool) -> np.ndarray:
-        """Raw black-box representations through the store, counted."""
+        """Raw black-box representations through the store, counted: a new array, held by nothing else."""
         items = batch.texts + batch.text_pairs if split_pairs else batch.items()
         from tqdm.auto import tqdm
 
@@ -432,7 +430,11 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             )
 
     def _finish(self, states: np.ndarray) -> np.ndarray:
-        """Float32 representations, scaled to unit length in place (block by block: no full-size copy)."""
+        """Float32 representations, scaled to unit length in place (block by block: no full-size copy).
+
+        ``states`` must be what :meth:`_raw_states` just returned: a new array
+        that neither the store, the backend nor the caller holds.
+        """
         states = np.asarray(states, dtype=np.float32)
         if self.normalize:
             for start in range(0, len(states), 512):
@@ -503,7 +505,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         scores = self.backend_.label_word_scores(states, ids, log_softmax=output != "logits")
         if output == "probs":
             scores = np.exp(scores)
-        # mask pooling embeds a pair jointly, so the states are what transform finishes
+        # mask pooling embeds a pair jointly, so the states are what transform finishes (in place: the
+        # scores above were read from them first)
         return self._finish(states), _max_per_group(scores, [len(g) for g in groups]).astype(np.float32)
 
     # -------------------------------------------------------------- sklearn

@@ -10,10 +10,11 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrosstune import BlackBoxEmbedder
 from skcrosstune.backends.local import LocalBackend
+
+from ._checks import parametrize_with_checks
 
 TEXTS = ["the movie was great", "a boring , long film", "good acting", "awful plot", "the story"]
 PAIRS = [("the movie was great", "it was good"), ("awful plot", "the plot was fine"), ("yes", "no")]
@@ -303,6 +304,33 @@ def test_settings_applied_after_the_cache_never_requery(tiny_bert, count_queries
     assert len(count_queries) == len(TEXTS)
     BlackBoxEmbedder(str(tiny_bert), pooling="cls").fit_transform(TEXTS)  # another fingerprint
     assert len(count_queries) == 2 * len(TEXTS)
+
+
+def test_scaling_to_unit_length_changes_no_array_held_elsewhere(tiny_bert, monkeypatch):
+    """The model's answers (and the stored ones) are copied before they are scaled in place."""
+    answered = []
+    original = LocalBackend.encode
+
+    def encode(self, items):
+        rows = original(self, items)
+        answered.append((rows, rows.copy()))
+        return rows
+
+    monkeypatch.setattr(LocalBackend, "encode", encode)
+    BlackBoxEmbedder(str(tiny_bert), store=None, batch_size=len(TEXTS)).fit_transform(TEXTS)
+    BlackBoxEmbedder(str(tiny_bert), store=None, pair_features=("u", "v")).fit_transform(PAIRS)
+    assert len(answered) == 2
+    for rows, before in answered:
+        np.testing.assert_array_equal(rows, before)
+
+
+def test_label_word_scores_read_the_states_before_they_are_scaled(tiny_bert):
+    words = ["bad", "great"]
+    raw = BlackBoxEmbedder(str(tiny_bert), pooling="mask", normalize=False, store=None).fit(TEXTS)
+    unit = BlackBoxEmbedder(str(tiny_bert), pooling="mask", store=None).fit(TEXTS)
+    states, scores = unit._transform_and_label_word_scores(TEXTS, words)
+    np.testing.assert_allclose(scores, raw.label_word_scores(TEXTS, words), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(states, axis=1), 1.0, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------

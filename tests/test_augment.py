@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from cleanlab import count as cleanlab_count
 from imblearn.pipeline import Pipeline
-from imblearn.utils.estimator_checks import parametrize_with_checks as parametrize_with_imblearn_checks
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -32,6 +31,7 @@ from skcrosstune.augment import _judges, parse_examples
 from skcrosstune.backends import _retry
 from skcrosstune.backends.chat import LocalChatGenerator
 
+from ._checks import parametrize_with_imblearn_checks
 from ._openai_server import Fault, malformed_json, rate_limited, server_error, slow, unauthorized
 
 KEY_ENV = "SKCROSSTUNE_TEST_API_KEY"

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import check_get_params_invariance, parametrize_with_checks
+from sklearn.utils.estimator_checks import check_get_params_invariance
 
 from skcrosstune import BlackBoxEmbedder, BlackBoxPromptClassifier
 from skcrosstune._ngrams import mine_ngrams, project_onto_simplex
 from skcrosstune.backends.openai_logprobs import OpenAILogProbBackend
 from skcrosstune.bdpl import _score_function_gradient
+
+from ._checks import parametrize_with_checks
 
 FILLER = (
     "apple bread chair door eagle fence grape house igloo jacket kite lemon mango night ocean piano queen "

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skcrosstune
 from skcrosstune import (
@@ -19,6 +18,8 @@ from skcrosstune import (
 )
 from skcrosstune._training import check_device, resolve_device
 from skcrosstune.backends.local import LocalBackend
+
+from ._checks import parametrize_with_checks
 
 TEXTS = ["a fine film", "a dull film", "great acting", "awful plot"]
 LABELS = ["pos", "neg", "pos", "neg"]

@@ -5,11 +5,12 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrosstune import BlackBoxEmbedder, DecTClassifier
 from skcrosstune.backends.local import LocalBackend
 from skcrosstune.dect import calibrate
+
+from ._checks import parametrize_with_checks
 
 POSITIVE = ["a great film", "good acting and a fine story", "fun , really funny", "the best scene", "love it"]
 NEGATIVE = ["a boring , long film", "awful plot", "the worst acting", "dull and too long", "bad , really bad"]

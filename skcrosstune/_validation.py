@@ -15,6 +15,7 @@ once.
 from __future__ import annotations
 
 import numbers
+import string
 from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "check_texts",
     "count_inputs",
     "is_numeric_input",
+    "template_fields",
 ]
 
 
@@ -364,6 +366,20 @@ def check_label_word_groups(label_words: Any, *, name: str = "label_words") -> l
     if not groups:
         raise ValueError(f"{name} is empty: give one entry per class.")
     return groups
+
+
+def template_fields(template: str) -> list[str]:
+    """The names of the ``{fields}`` of a prompt template, in order; a ``ValueError`` when it cannot be parsed.
+
+    Examples
+    --------
+    >>> template_fields("{prompt} {text}")
+    ['prompt', 'text']
+    """
+    try:
+        return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as exc:
+        raise ValueError(f"template {template!r} is not a valid format string: {exc}.") from None
 
 
 def is_numeric_input(X: Any) -> bool:

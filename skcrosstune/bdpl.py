@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import os
-import string
 from numbers import Integral, Real
 
 import numpy as np
@@ -52,7 +51,13 @@ from ._base import EmbeddingHeadClassifier
 from ._compat import HasMethods, Interval, StrOptions, _check_feature_names, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import torch_seed
-from ._validation import check_label_descriptions, check_label_word_groups, check_labels, check_texts
+from ._validation import (
+    check_label_descriptions,
+    check_label_word_groups,
+    check_labels,
+    check_texts,
+    template_fields,
+)
 from .backends.openai_logprobs import label_word_fingerprint
 from .cache import query_through_store
 from .embedder import BlackBoxEmbedder, _max_per_group
@@ -390,10 +395,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         return self
 
     def _check_template(self):
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
-        except ValueError as exc:
-            raise ValueError(f"template {self.template!r} is not a valid format string: {exc}.") from None
+        fields = template_fields(self.template)
         if sorted(fields) != ["prompt", "text"]:
             raise ValueError(f"template must hold {{prompt}} and {{text}} once each and nothing else, got {fields}.")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import string
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _check_feature_names, _check_feature_names_in, _fit_context
 from ._training import DeviceOptions
-from ._validation import TextBatch, check_label_word_groups, check_texts
+from ._validation import TextBatch, check_label_word_groups, check_texts, template_fields
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
 from .cache import QueryReport, query_through_store
@@ -293,10 +292,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             template = DEFAULT_TEMPLATES[joint_pairs]
         if template is None:
             return None
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-        except ValueError as exc:
-            raise ValueError(f"template {template!r} is not a valid format string: {exc}.") from None
+        fields = template_fields(template)
         allowed = {"text", "text_pair", "mask"}
         problems = []
         if set(fields) - allowed:
@@ -499,9 +495,8 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"output must be 'logits', 'log_probs' or 'probs', got {output!r}.")
         groups = check_label_word_groups(label_words)
         batch = self._check_input(X)
+        ids = self.backend_.label_word_ids([word for group in groups for word in group])
         states = self._raw_states(batch, split_pairs=False)
-        flat = [word for group in groups for word in group]
-        ids = self.backend_.label_word_ids(flat)
         scores = self.backend_.label_word_scores(states, ids, log_softmax=output != "logits")
         if output == "probs":
             scores = np.exp(scores)

@@ -187,6 +187,7 @@ def test_a_budget_too_small_for_one_step_is_a_clear_error():
         ({"label_words": {"a": "yes", "z": "no"}}, "not in y"),
         ({"template": "{text}"}, "template must hold"),
         ({"template": "{prompt} {text} {mask}"}, "template must hold"),
+        ({"template": "{prompt {text}"}, "not a valid format string"),
         ({"loss": "hinge"}, "loss"),
     ],
 )

@@ -361,11 +361,12 @@ class _CrossAttentionNetwork(nn.Module):
         width, dim = prototypes.shape[1], descriptions.shape[1]
         n_classes = len(prototypes)
         counts = np.bincount(owner, minlength=n_classes)
+        # each class's descriptions side by side, padded to the largest count (mask: which are real)
+        order = np.argsort(owner, kind="stable")
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
         keys = np.zeros((n_classes, counts.max(), dim), dtype=np.float32)
-        mask = np.zeros((n_classes, counts.max()), dtype=bool)
-        for c in range(n_classes):
-            keys[c, : counts[c]] = descriptions[owner == c]
-            mask[c, : counts[c]] = True
+        keys[owner[order], slot] = descriptions[order]
+        mask = np.arange(counts.max()) < counts[:, None]
         self.register_buffer("prior", None if prior is None else torch.as_tensor(prior))
         self.register_buffer("keys", torch.as_tensor(keys))
         self.register_buffer("key_mask", torch.as_tensor(mask))
@@ -385,46 +386,51 @@ class _CrossAttentionNetwork(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_classes))
         self.drop = nn.Dropout(dropout)
 
-    def _keys(self):
-        """The keys of every head, ``(n_heads, n_classes, n_per_class, dim)``."""
-        return self.keys[None] + torch.einsum("cmd,hdr,hre->hcme", self.keys, self.key_in, self.key_out)
+    def _score_parts(self):
+        """The network as a function of ``h``: score vectors (or None), linear map and bias.
 
-    def _in_description_space(self, h):
-        return h if self.prior is None else h @ self.prior
+        A score ``q_k . key_k(c)`` is linear in ``h``: ``h . w_k(c)`` with
+        ``w_k(c) = P key_k(c) + A_k key_k(c)``. So every head and description
+        needs one input-space vector, built from the parameters in a few
+        (heads x descriptions x dim x rank) products, and when every class has
+        a single description (no attention to take) the whole classifier is
+        one linear map plus a bias. Training and prediction both use this
+        form: a step costs one ``n x width x classes`` product rather than
+        per-head queries scored against per-head keys.
+        """
+        n_heads, width = self.query_in.shape[:2]
+        n_classes, m, dim = self.keys.shape
+        keys = self.keys.reshape(1, n_classes * m, dim)
+        keys = keys + (keys @ self.key_in) @ self.key_out  # (head, class * m, dim)
+        vectors = keys if self.prior is None else keys @ self.prior.T
+        vectors = vectors + (keys @ self.query_out.transpose(1, 2)) @ self.query_in.transpose(1, 2)
+        scale = self.log_scale.exp()
+        linear = self.linear + scale * self.gamma * self.prototypes.T
+        bias = self.bias - 0.5 * scale * self.gamma * (self.prototypes**2).sum(1)
+        vectors = scale * vectors.reshape(n_heads, n_classes, m, width)
+        if m == 1:
+            return None, linear + vectors[:, :, 0].mean(0).T, bias
+        return vectors, linear, bias
 
     def forward(self, h):
-        h = self.drop(h)
-        query = self._in_description_space(h)[:, None, :] + torch.einsum(
-            "np,hpr,hrd->nhd", h, self.query_in, self.query_out
-        )
-        scores = torch.einsum("nhd,hcmd->nhcm", query, self._keys())
-        scale = self.log_scale.exp()
-        # several descriptions of a class: attend over them
-        weights = torch.softmax((scale * scores).masked_fill(~self.key_mask, -torch.inf), dim=-1)
-        per_class = (weights * scores.masked_fill(~self.key_mask, 0.0)).sum(-1)
-        nearest_centroid = h @ self.prototypes.T - 0.5 * (self.prototypes**2).sum(1)
-        return scale * (per_class.mean(1) + self.gamma * nearest_centroid) + h @ self.linear + self.bias
+        vectors, linear, bias = self._score_parts()
+        return _attend(self.drop(h), vectors, self.key_mask, linear, bias)
 
     @torch.no_grad()
     def folded(self) -> _FoldedCrossAttention:
-        """The same function of the input, with the fixed parts multiplied out, in float64.
+        """The same function of the input, with the fixed parts multiplied out, in float64."""
+        vectors, linear, bias = copy.deepcopy(self).double()._score_parts()
+        return _FoldedCrossAttention(vectors, None if vectors is None else self.key_mask, linear, bias)
 
-        A score ``q_k . key_k(c)`` is linear in ``h``: ``h . w_k(c)`` with
-        ``w_k(c) = P key_k(c) + A_k key_k(c)``. So the network needs one
-        input-space vector per head and description, and when every class
-        has a single description (no attention to take) the whole classifier
-        is one linear map plus a bias.
-        """
-        net = copy.deepcopy(self).double()
-        keys = net._keys()  # (head, class, m, dim)
-        vectors = keys if net.prior is None else torch.einsum("pd,hcmd->hcmp", net.prior, keys)
-        vectors = vectors + torch.einsum("hpr,hrd,hcmd->hcmp", net.query_in, net.query_out, keys)
-        scale = net.log_scale.exp()
-        linear = net.linear + scale * net.gamma * net.prototypes.T
-        bias = net.bias - 0.5 * scale * net.gamma * (net.prototypes**2).sum(1)
-        if net.key_mask.all() and net.key_mask.shape[1] == 1:
-            return _FoldedCrossAttention(None, None, linear + scale * vectors[:, :, 0].mean(0).T, bias)
-        return _FoldedCrossAttention(scale * vectors, net.key_mask, linear, bias)
+
+def _attend(h, vectors, mask, linear, bias):
+    """``h @ linear + bias``, plus, with score vectors, the head-averaged attention over each class's scores."""
+    logits = h @ linear + bias
+    if vectors is None:
+        return logits
+    scores = torch.einsum("np,hcmp->nhcm", h, vectors)
+    weights = torch.softmax(scores.masked_fill(~mask, -torch.inf), dim=-1)
+    return logits + (weights * scores.masked_fill(~mask, 0.0)).sum(-1).mean(1)
 
 
 class _FoldedCrossAttention(nn.Module):
@@ -451,17 +457,13 @@ class _FoldedCrossAttention(nn.Module):
         self.register_buffer("bias", bias)
 
     def forward(self, h):
-        logits = h @ self.linear + self.bias
-        if self.vectors is None:
-            return logits
-        scores = torch.einsum("np,hcmp->nhcm", h, self.vectors)
-        weights = torch.softmax(scores.masked_fill(~self.mask, -torch.inf), dim=-1)
-        return logits + (weights * scores.masked_fill(~self.mask, 0.0)).sum(-1).mean(1)
+        return _attend(h, self.vectors, self.mask, self.linear, self.bias)
 
 
 def _class_means(X, y, n_classes: int):
     """The mean training representation of each class (rows ``X``, class indices ``y``)."""
-    return torch.stack([X[y == c].mean(0) for c in range(n_classes)])
+    sums = torch.zeros(n_classes, X.shape[1], dtype=X.dtype).index_add_(0, y, X)
+    return sums / torch.bincount(y, minlength=n_classes).to(X.dtype)[:, None]
 
 
 def _enhanced_keys(descriptions, owner, means, counts, kappa: float) -> np.ndarray:

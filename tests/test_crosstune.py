@@ -248,16 +248,34 @@ def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_c
     assert _one_standard_error_epochs(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum
 
 
+def _cross_attention_by_the_formula(network, h):
+    """The network's logits computed head by head, as the module docstring writes them (float64 numpy)."""
+    p = {name: t.detach().double().numpy() for name, t in network.state_dict().items() if t is not None}
+    n_heads = p["query_in"].shape[0]
+    scale = np.exp(p["log_scale"])
+    projected = h if "prior" not in p else h @ p["prior"]
+    scores = []
+    for k in range(n_heads):
+        query = projected + h @ p["query_in"][k] @ p["query_out"][k]  # q_k = P h + A_k h
+        keys = p["keys"] + p["keys"] @ p["key_in"][k] @ p["key_out"][k]  # key_k = e + B_k e
+        s = np.einsum("nd,cmd->ncm", query, keys)
+        w = np.where(p["key_mask"], np.exp(scale * s), 0.0)  # attention over a class's descriptions
+        scores.append((w / w.sum(-1, keepdims=True) * s).sum(-1))
+    means = p["prototypes"]
+    nearest = h @ means.T - 0.5 * (means**2).sum(1)
+    return scale * (np.mean(scores, axis=0) + p["gamma"] * nearest) + h @ p["linear"] + p["bias"]
+
+
 @pytest.mark.parametrize("prior", ["identity", "matrix", "zeros"])
 @pytest.mark.parametrize("per_class", [[1, 1, 1], [2, 1, 3]])
-def test_the_folded_network_computes_what_the_trained_one_does(prior, per_class):
-    """The fitted model keeps the network with its fixed parts multiplied out; the function is the same."""
+def test_the_network_trained_and_folded_computes_the_cross_attention_formula(prior, per_class):
+    """Training and the fitted model use the scores multiplied out; the function is the per-head formula."""
     from skcrosstune.crosstune import _CrossAttentionNetwork
 
     rng = np.random.default_rng(0)
     width, dim = (6, 6) if prior == "identity" else (9, 6)
     P = {"identity": None, "matrix": rng.normal(size=(width, dim)), "zeros": np.zeros((width, dim))}[prior]
-    owner = np.repeat(np.arange(3), per_class)
+    owner = rng.permutation(np.repeat(np.arange(3), per_class))  # descriptions in any order
     descriptions = rng.normal(size=(len(owner), dim)).astype(np.float32)
     prototypes = torch.as_tensor(rng.normal(size=(3, width)), dtype=torch.float32)
     P = None if P is None else P.astype(np.float32)
@@ -266,11 +284,17 @@ def test_the_folded_network_computes_what_the_trained_one_does(prior, per_class)
     with torch.no_grad():  # a trained state: every parameter away from its start
         for parameter in network.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
-    h = torch.as_tensor(rng.normal(size=(7, width)), dtype=torch.float32)
-    folded = network.folded()
+    # each class's descriptions are its keys
+    for c in range(3):
+        keys = network.keys[c][network.key_mask[c]].numpy()
+        np.testing.assert_array_equal(keys, descriptions[owner == c])
+    h = rng.normal(size=(7, width))
+    expected = _cross_attention_by_the_formula(network, h)
     with torch.no_grad():
-        expected = network.eval()(h).double()
-    torch.testing.assert_close(folded(h.double()), expected, rtol=1e-4, atol=1e-4)
+        trained = network.eval()(torch.as_tensor(h, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(trained, expected, rtol=1e-4, atol=1e-4)
+    folded = network.folded()
+    np.testing.assert_allclose(folded(torch.as_tensor(h)).numpy(), expected, rtol=1e-9, atol=1e-9)
     assert (folded.vectors is None) == (per_class == [1, 1, 1])
     assert all(t.dtype == torch.float64 for t in folded.state_dict().values() if t.is_floating_point())
 

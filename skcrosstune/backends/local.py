@@ -314,12 +314,13 @@ class LocalBackend(Backend):
 
     # -- label words -----------------------------------------------------
     def label_word_ids(self, words: Sequence[str]) -> list[int]:
-        """Vocabulary id of each label word, as it reads after a space, first piece only."""
+        """Vocabulary id of each label word, as it reads after a space, first piece only.
+
+        The words are non-blank strings, as :func:`skcrosstune._validation.check_label_word_groups` makes sure.
+        """
         tokenizer = self.loaded[0]
         ids = []
         for word in words:
-            if not isinstance(word, str) or not word.strip():
-                raise ValueError(f"Label words must be non-empty strings, got {word!r}.")
             spaced = word if word.startswith(" ") else " " + word
             pieces = tokenizer(spaced, add_special_tokens=False)["input_ids"]
             if not pieces:

@@ -11,12 +11,11 @@ this machine.
 
 from __future__ import annotations
 
-import functools
 import threading
 from abc import ABC, abstractmethod
 
 from .base import UnusableAnswer
-from .local import resolve_model_path, weights_digest
+from .local import _load, resolve_model_path, weights_digest
 from .openai import OpenAIClient, _describe
 
 __all__ = ["ChatGenerator", "LocalChatGenerator", "OpenAIChatGenerator"]
@@ -117,17 +116,6 @@ def _reply_text(response) -> str:
     return content or ""
 
 
-@functools.lru_cache(maxsize=1)
-def _load_causal_lm(path: str, device: str):
-    """Load a causal LM and its tokenizer once per process."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    model.eval().to(device)
-    return tokenizer, model
-
-
 class LocalChatGenerator(ChatGenerator):
     """A Hugging Face causal language model on this machine, sampled for each request.
 
@@ -175,7 +163,7 @@ class LocalChatGenerator(ChatGenerator):
         from .._training import resolve_device
 
         device = resolve_device(self.device)
-        tokenizer, model = _load_causal_lm(str(self.path), device)
+        tokenizer, model = _load(str(self.path), "causal_lm", device)
         if getattr(tokenizer, "chat_template", None):
             prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:

@@ -85,46 +85,57 @@ def weights_digest(folder: Path) -> str:
 _LOAD_LOCK = threading.Lock()
 
 
-def _load(path: str, masked_lm: bool, device: str):
+def _load(path: str, head: str | None, device: str):
     """A tokenizer and model loaded once per process and shared by clones and threads.
 
+    ``head`` is None (the encoder alone), ``"masked_lm"`` or ``"causal_lm"``.
     A Dask worker or joblib process running many tasks, several at a time in
     threads, loads a model once: the lock makes the threads that arrive
     while it loads wait for it instead of loading it again.
     """
     with _LOAD_LOCK:
-        return _load_once(path, masked_lm, device)
+        return _load_once(path, head, device)
 
 
-@functools.lru_cache(maxsize=2)
-def _load_once(path: str, masked_lm: bool, device: str):
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+@functools.lru_cache(maxsize=3)
+def _load_once(path: str, head: str | None, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if head == "causal_lm":  # a generator: Hugging Face's own messages say what its loading missed
+        model = AutoModelForCausalLM.from_pretrained(path)
+    else:
+        model = _load_encoder(path, masked_lm=head == "masked_lm")
+    model.eval().to(device)
+    return tokenizer, model
+
+
+def _load_encoder(path: str, *, masked_lm: bool):
+    """The model alone, or with its masked-LM head, which must have been trained."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # we report missing heads ourselves
     hf_logging.disable_progress_bar()
     try:
-        if masked_lm:
-            model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
-            prefix = model.base_model_prefix + "."
-            missing_head = [k for k in info["missing_keys"] if not k.startswith(prefix)]
-            if missing_head:
-                raise ValueError(
-                    f"The model at {path!r} has no trained masked-LM head (missing "
-                    f"{missing_head[:3]}); pooling='mask' needs a masked language "
-                    "model such as roberta-large or bert-base-uncased."
-                )
-        else:
-            model = AutoModel.from_pretrained(path)
+        if not masked_lm:
+            return AutoModel.from_pretrained(path)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-    model.eval().to(device)
-    return tokenizer, model
+    prefix = model.base_model_prefix + "."
+    missing_head = [k for k in info["missing_keys"] if not k.startswith(prefix)]
+    if missing_head:
+        raise ValueError(
+            f"The model at {path!r} has no trained masked-LM head (missing "
+            f"{missing_head[:3]}); pooling='mask' needs a masked language "
+            "model such as roberta-large or bert-base-uncased."
+        )
+    return model
 
 
 class LocalBackend(Backend):
@@ -206,7 +217,7 @@ class LocalBackend(Backend):
     def loaded(self):
         """``(tokenizer, model, device)``, loaded on first use and shared by clones."""
         device = resolve_device(self.device)
-        tokenizer, model = _load(str(self.path), self.pooling == "mask", device)
+        tokenizer, model = _load(str(self.path), "masked_lm" if self.pooling == "mask" else None, device)
         return tokenizer, model, device
 
     def __getstate__(self):

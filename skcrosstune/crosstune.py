@@ -108,28 +108,30 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     learning_rate : float, default=5e-3
         AdamW learning rate.
 
-    weight_decay : float, default=0.1
+    weight_decay : float, default=1.0
         AdamW weight decay of the residual projections, i.e. the pull toward
         the zero-shot prior.
 
-    batch_size : int, default=64
-        Mini-batch size.
+    batch_size : int, default=256
+        Mini-batch size (a few-shot training set of up to 256 texts trains in
+        full batches).
 
-    cv : int, default=4
+    cv : int, default=2
         Folds of the internal cross-validation that chooses the number of
-        epochs (the fewest within one standard error of the best mean
-        held-out loss), after which the model is retrained on all the data
-        (fewer folds when a class has fewer examples). When a class has a
-        single example nothing can be validated, and the label-enhanced prior
-        is kept as it is; without a prior (features from another black box, or pair
-        features without ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1
-        trains ``max_epochs`` without validation.
+        epochs (the fewest whose mean held-out loss is within one standard
+        error of the best, the error taken over the held-out examples' paired
+        differences from the best epoch), after which the model is retrained
+        on all the data. When a class has a single example nothing can be
+        validated, and the label-enhanced prior is kept as it is; without a
+        prior (features from another black box, or pair features without
+        ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1 trains
+        ``max_epochs`` without validation.
 
-    n_iter_no_change : int, default=30
+    n_iter_no_change : int, default=10
         Epochs without a better held-out loss before a fold stops (when an
         epoch is more than two mini-batches: three epochs and
         ``2 * n_iter_no_change`` steps, so many-class training sets do not
-        pay for thirty long epochs).
+        pay for long epochs).
 
     device : str, default="auto"
         Where training runs: ``"auto"`` (CUDA when present), ``"cpu"``,
@@ -238,10 +240,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         dropout=0.1,
         max_epochs=300,
         learning_rate=5e-3,
-        weight_decay=0.1,
-        batch_size=64,
-        cv=4,
-        n_iter_no_change=30,
+        weight_decay=1.0,
+        batch_size=256,
+        cv=2,
+        n_iter_no_change=10,
         device="auto",
         random_state=None,
         verbose=False,
@@ -316,6 +318,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             seed=seed,
             no_decay=("log_scale", "bias"),
             epochs_without_cv=0 if has_prior else None,
+            paired=True,
             verbose=self.verbose,
         )
         self.module_ = network.folded()

@@ -248,6 +248,20 @@ def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_c
     assert _one_standard_error_epochs(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum
 
 
+def test_paired_errors_see_an_improvement_every_held_out_example_shares():
+    """Examples of very different difficulty, each improving by the same 0.01 an epoch for 20 epochs."""
+    from skcrosstune._training import _one_standard_error_epochs
+
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.0, 3.0, size=200)  # a spread of losses that dwarfs the improvement
+    epochs = np.minimum(np.arange(31), 20)[:, None]
+    losses = difficulty + 1.0 - 0.01 * epochs + rng.normal(scale=0.005, size=(31, 200))
+    # unpaired, the best epoch's spread (about 0.06 of standard error) swallows the whole 0.2 gain
+    assert _one_standard_error_epochs(losses) <= 15
+    # paired, each example's own improvement is measured: the training that helped them all is kept
+    assert _one_standard_error_epochs(losses, paired=True) >= 19
+
+
 def _cross_attention_by_the_formula(network, h):
     """The network's logits computed head by head, as the module docstring writes them (float64 numpy)."""
     p = {name: t.detach().double().numpy() for name, t in network.state_dict().items() if t is not None}

@@ -156,6 +156,8 @@ CONDITIONS = {
 }
 #: The knob's grid of the new switch (threshold relative to each class's mean probability).
 JUDGE_THRESHOLDS = (0.0, 0.5, 1.0)
+#: The switch measured: 2 is the off-task check followed by the out-of-fold label judge.
+SWITCH_VERSION = 2
 #: LLMAugmenter's default threshold.
 DEFAULT_T = 0.5
 #: Texts of another task, for off-task generations (news headlines: no simulated task is about news).
@@ -234,6 +236,8 @@ def run_judge(
     from sklearn.metrics import accuracy_score
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+    from skcrosstune.augment import lowest_threshold_within_one_se
+
     data, stand_in, classifier, augmenter = setup_judge_run(task, seed, condition, server, data_home, n_per_class)
     X, y = list(data.X_train), np.asarray(data.y_train)
 
@@ -246,25 +250,30 @@ def run_judge(
         return test_accuracy(clone(classifier).fit(X_fit, y_fit))
 
     start = time.perf_counter()
-    record = {"task": task, "seed": seed, "condition": condition}
-    # the judge's probabilities once (threshold 1); any other threshold is a multiple of the class means
+    record = {"task": task, "seed": seed, "condition": condition, "switch_version": SWITCH_VERSION}
+    # the judges' scores once (threshold 1); any other threshold is a multiple of the class means
     judged = clone(augmenter).set_params(threshold=1.0)
     judged.fit_resample(X, y)
-    records = [r for r in judged.generations_ if r["reason"] in ("kept", "below_threshold")]
+    records = [r for r in judged.generations_ if r["reason"] in ("kept", "off_task", "below_threshold")]
     record["drop_counts"] = judged.drop_counts_
     near_dropped = [r for r in judged.generations_ if r["reason"] == "near_copy"]
     kinds = np.asarray(
         [generation_kind(stand_in, r["text"], r["label"]) for r in records]
         + [generation_kind(stand_in, r["text"], r["label"]) for r in near_dropped]
     )
+    on_task = np.asarray([r["reason"] != "off_task" for r in records])
     proba = np.asarray([r["probability"] for r in records])
     means = {label: t for label, t in judged.class_thresholds_.items()}  # threshold 1: the class means
-    bar = np.asarray([means[r["label"]] for r in records])
+    bar = np.asarray([means.get(r["label"], np.inf) for r in records])
     record["n_generated"] = len(kinds)
     record["kinds"] = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
+
+    def kept_at(t: float) -> np.ndarray:
+        return on_task & (proba >= t * bar) if t > 0 else on_task
+
     record["switch_at"] = {}
-    for t in JUDGE_THRESHOLDS[1:]:
-        kept = np.concatenate([proba >= t * bar, np.zeros(len(near_dropped), dtype=bool)])
+    for t in JUDGE_THRESHOLDS:
+        kept = np.concatenate([kept_at(t), np.zeros(len(near_dropped), dtype=bool)])
         record["switch_at"][str(t)] = rejection_rates(kinds, kept)
     record["clean_up"] = rejection_rates(
         kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
@@ -276,14 +285,23 @@ def run_judge(
     record["gold"] = test_accuracy(clone(classifier).fit(X, y))
     record["no_switch"] = student(records)
     record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
-    record["switch_default"] = student([r for r, p, b in zip(records, proba, bar, strict=True) if p >= DEFAULT_T * b])
+    # the augmenter refitted at threshold t keeps exactly these: the student of each grid point on all the gold data
+    record["switch_t"] = {
+        str(t): student([r for r, k in zip(records, kept_at(t), strict=False) if k]) for t in JUDGE_THRESHOLDS
+    }
+    record["switch_default"] = record["switch_t"][str(DEFAULT_T)]
     if grid:
         pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
         folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
-        search = GridSearchCV(pipe, {"augment__threshold": list(JUDGE_THRESHOLDS)}, cv=folds).fit(X, y)
-        record["switch"] = test_accuracy(search)
-        record["threshold"] = search.best_params_["augment__threshold"]
-        record["cv_scores"] = [round(float(v), 4) for v in search.cv_results_["mean_test_score"]]
+        search = GridSearchCV(pipe, {"augment__threshold": list(JUDGE_THRESHOLDS)}, cv=folds, refit=False).fit(X, y)
+        results = search.cv_results_
+        # two selections from the same folds: the best mean score, and the lowest threshold within one SE of it
+        chosen = {"": int(np.argmax(results["mean_test_score"])), "_1se": lowest_threshold_within_one_se(results)}
+        for suffix, index in chosen.items():
+            record["threshold" + suffix] = float(results["param_augment__threshold"][index])
+            record["switch" + suffix] = record["switch_t"][str(record["threshold" + suffix])]
+        record["cv_scores"] = [round(float(v), 4) for v in results["mean_test_score"]]
+        record["cv_std"] = [round(float(v), 4) for v in results["std_test_score"]]
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
@@ -425,9 +443,28 @@ def markdown(records: list[dict], summary: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The accuracy arms of the switch runs, in the order of the tables.
+ARMS = {
+    "gold": "gold",
+    "no_switch": "+ aug, no switch",
+    "switch": "+ aug, switch (GridSearchCV, best mean)",
+    "switch_1se": "+ aug, switch (GridSearchCV, one-SE rule)",
+    **{f"t={t}": f"+ aug, switch t={t}" for t in JUDGE_THRESHOLDS},
+    "best_t": "+ aug, switch, each task's best threshold (chosen on test)",
+    "oracle": "+ aug, oracle",
+}
+
+
+def _arm(run: dict, key: str):
+    if key.startswith("t="):
+        return run.get("switch_t", {}).get(key[2:])
+    if key == "best_t":
+        return max(run["switch_t"].values()) if "switch_t" in run else None
+    return run.get(key)
+
+
 def summarise_judges(records: list[dict]) -> dict:
     """Means over seeds per task and condition, the share of the clean gain kept, and rejection rates per kind."""
-    accuracy_keys = ("gold", "no_switch", "switch", "switch_default", "oracle")
     summary: dict = {"by_task": {}, "gain_kept": {}}
     tasks = [t for t in JUDGE_TASKS if any(r["task"] == t for r in records)]
     for task in tasks:
@@ -435,8 +472,18 @@ def summarise_judges(records: list[dict]) -> dict:
             runs = [r for r in records if r["task"] == task and r["condition"] == condition]
             if not runs:
                 continue
-            row = {key: _mean(r.get(key) for r in runs) for key in accuracy_keys}
-            row |= {"seeds": [r["seed"] for r in runs], "thresholds": [r.get("threshold") for r in runs]}
+            row: dict = {key: _mean(_arm(r, key) for r in runs) for key in ARMS}
+            row["std"] = {
+                key: float(np.std([_arm(r, key) for r in runs]))
+                if all(_arm(r, key) is not None for r in runs)
+                else None
+                for key in ARMS
+            }
+            row |= {
+                "seeds": [r["seed"] for r in runs],
+                "thresholds": [r.get("threshold") for r in runs],
+                "thresholds_1se": [r.get("threshold_1se") for r in runs],
+            }
             row["rejected"] = {}
             for t in runs[0]["switch_at"]:
                 kinds = sorted({k for r in runs for k in r["switch_at"][t] if k not in ("precision", "recall")})
@@ -450,6 +497,7 @@ def summarise_judges(records: list[dict]) -> dict:
             summary["by_task"][f"{task}@{condition}"] = row
     for condition in CONDITIONS:
         both = [t for t in tasks if f"{t}@{condition}" in summary["by_task"] and f"{t}@clean" in summary["by_task"]]
+        both = [t for t in both if summary["by_task"][f"{t}@{condition}"]["gold"] is not None]
         if not both:
             continue
         rows = [summary["by_task"][f"{t}@{condition}"] for t in both]
@@ -457,15 +505,21 @@ def summarise_judges(records: list[dict]) -> dict:
         gold = np.mean([r["gold"] for r in rows])
         clean_gain = np.mean([c["no_switch"] for c in clean]) - gold
         entry = {"tasks": both, "clean_gain": float(clean_gain)}
-        for key in ("no_switch", "switch", "switch_default", "oracle"):
-            if clean_gain > 0 and all(r[key] is not None for r in rows):
+        for key in ARMS:
+            if key != "gold" and clean_gain > 0 and all(r[key] is not None for r in rows):
                 entry[key] = float((np.mean([r[key] for r in rows]) - gold) / clean_gain)
+        # the bar's second half: how far below no switch each task's chosen switch is
+        for key in ("switch", "switch_1se"):
+            if all(r[key] is not None for r in rows):
+                entry[f"{key}_vs_no_switch"] = {
+                    t: float(r[key] - r["no_switch"]) for t, r in zip(both, rows, strict=True)
+                }
         summary["gain_kept"][condition] = entry
     return summary
 
 
 def judge_markdown(summary: dict, machine: str) -> str:
-    """The tables of the out-of-fold switch."""
+    """The tables of the switch: accuracies, the share of the clean gain kept, and rejection rates per kind."""
 
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}"
@@ -473,48 +527,72 @@ def judge_markdown(summary: dict, machine: str) -> str:
     def share(v):
         return "–" if v is None else f"{100 * v:.1f} %"
 
+    n_seeds = sorted({len(row["seeds"]) for row in summary["by_task"].values()})
     lines = [
         "",
-        "## The out-of-fold switch (this version)",
+        "## The switch: off-task check, then the out-of-fold label judge (this version)",
         "",
         "Conditions: `clean` (no noise), `relabel30` (30 % of the generations are texts of another label), "
         "`mix` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
-        "in the prompt). Judge: the augmenter's defaults (a logistic regression on the MiniLM embeddings, fitted "
-        "out of fold on the gold examples, each 4 times, and the other 3 folds' generations); `switch`: "
-        f"`threshold` chosen by {GRID_FOLDS}-fold GridSearchCV on the gold data over {list(JUDGE_THRESHOLDS)}; "
-        "`switch, t=0.5`: the default `threshold=0.5` (no selection). 128 generated per class (clinc150: 32). "
-        f"Machine: {machine}.",
+        "in the prompt). The switch is the augmenter's defaults: the off-task check (cosine similarity to the gold "
+        "examples' centroid in the MiniLM vectors, rejected below the gold examples' own 5 % quantile), then the "
+        "label judge (a logistic regression on the MiniLM vectors, fitted out of fold on the gold examples, each "
+        "4 times, and the other 3 folds' generations; kept at `threshold` × the class's mean probability). "
+        f"GridSearchCV: {GRID_FOLDS}-fold on the gold training data over `threshold` in {list(JUDGE_THRESHOLDS)} "
+        "(0 = the off-task check only); `best mean` refits the best mean score, `one-SE rule` the lowest "
+        "threshold within one standard error of it (`lowest_threshold_within_one_se`). The `mix` condition was "
+        "run without GridSearchCV (time). 128 generated per class (clinc150: 32). "
+        f"Seeds per row: {', '.join(map(str, n_seeds))}. Machine: {machine}.",
         "",
-        "| task | condition | seeds | gold | + aug, no switch | + aug, switch (GridSearchCV) | + aug, switch t=0.5 | "
-        "+ aug, oracle | thresholds chosen |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "Test accuracy (%), mean over seeds (± standard deviation over seeds for no switch and the switches):",
+        "",
+        "| task | condition | seeds | " + " | ".join(ARMS.values()) + " | thresholds chosen (best mean; one-SE) |",
+        "|---|---|---|" + "---:|" * len(ARMS) + "---|",
     ]
+    spread = ("no_switch", "switch", "switch_1se")
     for key, row in summary["by_task"].items():
         task, condition = key.split("@")
-        chosen = ", ".join(str(t) for t in row["thresholds"] if t is not None) or "–"
-        seeds = ", ".join(str(s) for s in row["seeds"])
-        lines.append(
-            f"| {task} | {condition} | {seeds} | {pct(row['gold'])} | {pct(row['no_switch'])} | "
-            f"{pct(row['switch'])} | {pct(row['switch_default'])} | {pct(row['oracle'])} | {chosen} |"
+        if row["gold"] is None:
+            continue
+        cells = []
+        for arm in ARMS:
+            cell = pct(row[arm])
+            if arm in spread and row[arm] is not None and row["std"][arm] is not None:
+                cell += f" ± {100 * row['std'][arm]:.1f}"
+            cells.append(cell)
+        chosen = "; ".join(
+            ", ".join(str(t) for t in row[k] if t is not None) or "–" for k in ("thresholds", "thresholds_1se")
         )
+        seeds = ", ".join(str(s) for s in row["seeds"])
+        lines.append(f"| {task} | {condition} | {seeds} | " + " | ".join(cells) + f" | {chosen} |")
     lines += [
         "",
         "Share of the clean-augmentation gain kept (mean over the tasks listed; gain = accuracy − gold accuracy, "
-        "divided by the gain of augmentation without switch in the clean condition):",
+        "divided by the gain of augmentation without switch in the clean condition), and each task's switch "
+        "minus no switch (points):",
         "",
-        "| condition | tasks | clean gain (points) | no switch | switch (GridSearchCV) | switch, t=0.5 | oracle |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| condition | tasks | clean gain (points) | "
+        + " | ".join(v for k, v in ARMS.items() if k != "gold")
+        + " | best mean − no switch | one-SE − no switch |",
+        "|---|---|---:|" + "---:|" * (len(ARMS) - 1) + "---|---|",
     ]
     for condition, entry in summary["gain_kept"].items():
+        cells = " | ".join(share(entry.get(k)) for k in ARMS if k != "gold")
+        deltas = [
+            ", ".join(f"{t} {100 * d:+.1f}" for t, d in entry[f"{key}_vs_no_switch"].items())
+            if f"{key}_vs_no_switch" in entry
+            else "–"
+            for key in ("switch", "switch_1se")
+        ]
         lines.append(
-            f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | "
-            f"{share(entry.get('no_switch'))} | {share(entry.get('switch'))} | {share(entry.get('switch_default'))} | "
-            f"{share(entry.get('oracle'))} |"
+            f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | {cells} | "
+            f"{deltas[0]} | {deltas[1]} |"
         )
     lines += [
         "",
         "Share of each kind of generation rejected (clean-up and switch together; near-copies are dropped by the "
-        "clean-up), with the switch's precision and recall at rejecting the bad ones, at threshold 1 and 0.5:",
+        "clean-up), with the switch's precision and recall at rejecting the spoiled ones, at each threshold "
+        "(t=0: the off-task check alone). On-task kept = 100 − clean rejected.",
         "",
         "| task | condition | t | clean | relabelled | off-task | near-copy | precision | recall |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -531,7 +609,7 @@ def judge_markdown(summary: dict, machine: str) -> str:
 
 
 def plot_judges(summary: dict, path: Path) -> None:
-    """Test accuracy per task and condition: gold, no switch, the switch, the oracle."""
+    """Test accuracy per task and condition: gold, no switch, the two GridSearchCV switches, the oracle."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -546,10 +624,11 @@ def plot_judges(summary: dict, path: Path) -> None:
         "gold": ("gold only", "0.6"),
         "no_switch": ("+ aug, no switch", "tab:red"),
         "switch": ("+ aug, switch (GridSearchCV)", "tab:blue"),
-        "switch_default": ("+ aug, switch t=0.5", "tab:cyan"),
+        "switch_1se": ("+ aug, switch (GridSearchCV, one-SE rule)", "tab:purple"),
+        "t=0.0": ("+ aug, off-task check only (t=0)", "tab:orange"),
         "oracle": ("+ aug, oracle", "tab:green"),
     }
-    fig, axes = plt.subplots(1, len(conditions), figsize=(4.6 * len(conditions), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(conditions), figsize=(5.2 * len(conditions), 3.8), squeeze=False)
     for ax, condition in zip(axes[0], conditions, strict=True):
         rows = {
             k.split("@")[0]: v
@@ -560,15 +639,17 @@ def plot_judges(summary: dict, path: Path) -> None:
         width = 0.8 / len(styles)
         for j, (key, (label, color)) in enumerate(styles.items()):
             values = [100 * rows[t][key] if rows[t][key] is not None else np.nan for t in tasks]
-            ax.bar(np.arange(len(tasks)) + (j - 2) * width, values, width, color=color, label=label)
+            offset = (j - (len(styles) - 1) / 2) * width
+            ax.bar(np.arange(len(tasks)) + offset, values, width, color=color, label=label)
         ax.set_xticks(np.arange(len(tasks)), tasks)
-        ax.set_title(f"{condition} (simulation)")
+        seeds = sorted({len(r["seeds"]) for r in rows.values()})
+        ax.set_title(f"{condition} (simulation, {'/'.join(map(str, seeds))} seeds)")
         low = min(100 * r["gold"] for r in rows.values())
         ax.set_ylim(max(low - 10, 0), None)
-    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_ylabel("test accuracy (%), mean over seeds")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(styles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -588,7 +669,7 @@ def write_report(records: list[dict], judge_records: list[dict], results_dir: Pa
     json_path.write_text(json.dumps(payload, indent=1) + "\n")
     md_path.write_text(markdown(records, summary, machine) + judge_markdown(judges, machine))
     written = [json_path, md_path]
-    if judges["by_task"]:
+    if any(row["gold"] is not None for row in judges["by_task"].values()):  # judge-only runs have no accuracy
         plot_judges(judges, results_dir / "augment_sim.png")
         written.append(results_dir / "augment_sim.png")
     return written
@@ -628,7 +709,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     json_path = args.results_dir / "augment_sim.json"
     stored = json.loads(json_path.read_text()) if json_path.exists() else {}
-    records, judge_records = stored.get("runs", []), stored.get("judge_runs", [])
+    records = stored.get("runs", [])
+    # runs of an earlier switch are left out: their code is in the git history
+    judge_records = [r for r in stored.get("judge_runs", []) if r.get("switch_version") == SWITCH_VERSION]
     if not args.report_only:
         from tests._openai_server import OpenAIServer
 

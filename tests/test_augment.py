@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 from cleanlab import count as cleanlab_count
 from imblearn.pipeline import Pipeline
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 from skcrosstune import BlackBoxEmbedder, BlackBoxError, CrossTuneClassifier, LLMAugmenter
-from skcrosstune.augment import _judges, parse_examples
+from skcrosstune.augment import _judges, lowest_threshold_within_one_se, parse_examples
 from skcrosstune.backends import _retry
 from skcrosstune.backends.chat import LocalChatGenerator
 
@@ -103,6 +103,7 @@ def make_augmenter(server, tmp_path, **params):
         n_per_request=3,
         n_demonstrations=2,
         teacher=word_teacher(),
+        off_task_quantile=None,
         threshold=0.5,
         store=tmp_path / "cache",
         timeout=2.0,
@@ -343,18 +344,95 @@ def test_the_class_thresholds_are_confident_learnings(server, tmp_path):
 
 
 def test_threshold_zero_switches_the_filter_off(server, tmp_path, spy):
-    augmenter = make_augmenter(server, tmp_path, teacher=spy(), threshold=0)
+    augmenter = make_augmenter(server, tmp_path, teacher=spy(), threshold=0, off_task_quantile=None)
     augmenter.fit_resample(TEXTS, LABELS)
-    assert spy.fits == [] and augmenter.class_thresholds_ == {}
+    assert spy.fits == [] and augmenter.class_thresholds_ == {} and augmenter.off_task_threshold_ is None
     assert all(math.isnan(r["probability"]) and r["kept"] for r in augmenter.generations_)
+    assert all(math.isnan(r["task_similarity"]) for r in augmenter.generations_)
+
+
+NEWS = "stocks rally as central bank holds rates"
+
+
+class TopicEmbedder(TransformerMixin, BaseEstimator):
+    """Vectors [1, news words...]: every review points the same way, a headline away from it. Counts its fits."""
+
+    fits = 0
+
+    def fit(self, X, y=None):
+        TopicEmbedder.fits += 1
+        return self
+
+    def transform(self, X):
+        words = NEWS.split()
+        return np.asarray([[1.0] + [float(w in text.split()) for w in words] for text in X])
+
+
+def off_task_writer(body):
+    """n examples of the label, the last one a news headline."""
+    n, label = requested(body)
+    examples = json.loads(writer(body))
+    tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
+    return json.dumps(examples[:-1] + [f"{NEWS} {tag}"])
+
+
+def test_off_task_generations_are_rejected_before_the_label_judge(server, tmp_path, spy):
+    server.chat_reply = off_task_writer
+    TopicEmbedder.fits = 0
+    params = dict(teacher=spy(), embedder=TopicEmbedder(), off_task_quantile=0.02, cv=2, n_per_class=6)
+    augmenter = make_augmenter(server, tmp_path, threshold=1.0, **params)
+    X_res, _ = augmenter.fit_resample(TEXTS, LABELS)
+    records = augmenter.generations_
+    off_task = [r for r in records if r["text"].startswith(NEWS)]
+    # every gold example is exactly as like the others as the on-task generations; a headline is less so
+    assert augmenter.off_task_threshold_ == pytest.approx(1.0)
+    assert len(off_task) == augmenter.drop_counts_["off_task"] == 4
+    assert all(r["reason"] == "off_task" and not r["kept"] and r["task_similarity"] < 0.5 for r in off_task)
+    assert all(r["task_similarity"] == pytest.approx(1.0) for r in records if r not in off_task)
+    assert not any(r["kept"] for r in off_task) and not any(t.startswith(NEWS) for t in X_res)
+    # the label judge neither learns from nor scores them, and never sees the check's verdict as a label
+    judged = [t for batch in spy.fits + spy.scored for t in batch]
+    assert judged and not any(t.startswith(NEWS) for t in judged)
+    # threshold 0 switches the label judge off, not the off-task check; the similarities are computed once
+    spy.fits.clear()
+    again = make_augmenter(server, tmp_path, threshold=0, **params)
+    again.fit_resample(TEXTS, LABELS)
+    assert spy.fits == [] and TopicEmbedder.fits == 1
+    assert [r["reason"] for r in again.generations_] == ["off_task" if r in off_task else "kept" for r in records]
 
 
 def test_the_default_judge_is_a_linear_probe_on_the_default_black_box(server, tmp_path):
-    augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=6)
+    augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=6, off_task_quantile=0.05)
     augmenter.fit_resample(TEXTS, LABELS)
-    assert all(0.0 <= r["probability"] <= 1.0 for r in augmenter.generations_)
-    assert LLMAugmenter().get_params()["teacher"] is None
-    assert (LLMAugmenter().cv, LLMAugmenter().threshold) == (4, 0.5)
+    checked = [r for r in augmenter.generations_ if r["reason"] != "off_task"]
+    assert checked and all(0.0 <= r["probability"] <= 1.0 for r in checked)
+    assert all(-1.0 <= r["task_similarity"] <= 1.0 for r in augmenter.generations_)
+    assert LLMAugmenter().get_params()["teacher"] is None and LLMAugmenter().embedder is None
+    assert (LLMAugmenter().cv, LLMAugmenter().threshold, LLMAugmenter().off_task_quantile) == (4, 0.5, 0.05)
+
+
+def search_results(thresholds, means, stds, n_splits=3):
+    results = {"param_augment__threshold": thresholds, "mean_test_score": means, "std_test_score": stds}
+    return results | {f"split{k}_test_score": means for k in range(n_splits)}
+
+
+@pytest.mark.parametrize(
+    ("means", "chosen"),
+    [
+        ([0.80, 0.83, 0.70], 0),  # 0.5 wins by less than one standard error (0.06 / sqrt(3)): keep everything
+        ([0.70, 0.83, 0.82], 1),  # filtering clearly wins; the lowest threshold close to the best is 0.5
+        ([0.70, 0.70, 0.90], 2),  # only the strictest is close to the best
+    ],
+)
+def test_the_cautious_refit_rule_filters_only_when_it_clearly_wins(means, chosen):
+    assert lowest_threshold_within_one_se(search_results([0.0, 0.5, 1.0], means, [0.06] * 3)) == chosen
+
+
+def test_the_cautious_refit_rule_needs_one_threshold_in_the_grid():
+    results = search_results([0.0, 0.5], [0.8, 0.8], [0.0, 0.0]) | {"param_clf__C": [1.0, 1.0]}
+    del results["param_augment__threshold"]
+    with pytest.raises(ValueError, match=r"exactly one parameter named '...threshold'; got \['clf__C'\]"):
+        lowest_threshold_within_one_se(results)
 
 
 def judge_logprobs(body):

@@ -14,7 +14,10 @@ as built here:
    JSON, a bare list or an object holding one); empty, malformed, over-long
    and duplicate examples, copies of gold texts and near-copies (most of
    their words those of a gold text) are dropped, each reason counted.
-3. **The switch.** A judge gives each generated example the probability of
+3. **The switch.** First, an example less like the gold examples than
+   nearly all of them are (cosine similarity to their centroid, in a black
+   box's vectors) is rejected as off-task. Then a judge gives each remaining
+   generated example the probability of
    the label it was written for, and the example is kept when that
    probability reaches ``threshold`` times its class's mean (confident
    learning's per-class threshold). By default the judge is out of fold: a
@@ -27,9 +30,13 @@ Generation and judging never depend on ``threshold`` or on the classifier
 behind the augmenter: replies are stored, and judges' scores memoised per
 distinct training set, so a grid search over the knob re-reads them; only a
 new prompt (another training fold, another seed) costs a request.
+:func:`lowest_threshold_within_one_se` is a ``refit`` rule for that search
+that filters only when filtering beats keeping everything by more than the
+folds disagree.
 """
 
 from ._augmenter import LLMAugmenter
 from ._parsing import parse_examples
+from ._selection import lowest_threshold_within_one_se
 
-__all__ = ["LLMAugmenter", "parse_examples"]
+__all__ = ["LLMAugmenter", "lowest_threshold_within_one_se", "parse_examples"]

@@ -13,6 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
+from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from .._compat import HasMethods, Interval, StrOptions
@@ -22,7 +23,15 @@ from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
 from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerprint
 from ..stores import open_store
-from ._judges import class_thresholds, generator_proba, gold_proba, judge_instruction, memoised, out_of_fold_proba
+from ._judges import (
+    class_thresholds,
+    generator_proba,
+    gold_proba,
+    judge_instruction,
+    memoised,
+    out_of_fold_proba,
+    task_similarity,
+)
 from ._parsing import DROP_REASONS, NearCopies, clean_reason, normalise, parse_examples
 
 __all__ = ["LLMAugmenter"]
@@ -81,8 +90,8 @@ class LLMAugmenter(BaseOverSampler):
         probability of each label from the log-probabilities of its first
         answer token; it needs an ``"openai:"`` model whose endpoint returns
         ``logprobs``, and reads each class name as one answer token (names
-        of several tokens are matched by their whole text only). None uses a logistic regression (``C=10``) on the
-        default black box's embeddings (kept in ``store``).
+        of several tokens are matched by their whole text only). None uses a
+        logistic regression (``C=10``) on the vectors of ``embedder``.
 
     cv : int or None, default=4
         How a classifier teacher judges. An int: out of fold, confident
@@ -96,6 +105,22 @@ class LLMAugmenter(BaseOverSampler):
     gold_weight : int, default=4
         How many times each gold example is repeated in an out-of-fold
         teacher's training set.
+
+    embedder : transformer or None, default=None
+        The vectors of the off-task check and of the default teacher: any
+        transformer of texts to vectors, cloned and fitted on the gold
+        examples. None uses :class:`~skcrosstune.BlackBoxEmbedder`'s default
+        black box, its answers kept in ``store``.
+
+    off_task_quantile : float in [0, 1) or None, default=0.05
+        The off-task check, run before the label judge. Each generated
+        example's vector is compared with the centroid of the gold examples'
+        vectors (cosine similarity); it is rejected as off-task when it is
+        less similar than this quantile of the gold examples' own
+        similarities (each to the centroid of the others). The default
+        rejects what is less like the task than all but the least typical
+        5 % of the gold examples. None (or 0) switches the check off. It does
+        not depend on ``threshold``: a grid over the knob leaves it as it is.
 
     threshold : float, default=0.5
         The switch's one knob. A generated example is kept when the judge's
@@ -178,8 +203,11 @@ class LLMAugmenter(BaseOverSampler):
         when not judged), ``kept`` and ``reason`` (``"kept"`` or one of
         ``"malformed"``, ``"empty"``, ``"too_long"``, ``"gold_copy"``,
         ``"near_copy"`` (most of its words are those of a gold example),
-        ``"duplicate"``, ``"surplus"`` (beyond the number requested) and
-        ``"below_threshold"``).
+        ``"duplicate"``, ``"surplus"`` (beyond the number requested),
+        ``"off_task"`` (less like the gold examples than the off-task check
+        allows) and ``"below_threshold"``), and ``task_similarity`` (its
+        cosine similarity to the gold examples' centroid, NaN when not
+        checked).
 
     drop_counts_ : dict
         Reason -> number of generated examples dropped for it, plus
@@ -187,6 +215,10 @@ class LLMAugmenter(BaseOverSampler):
 
     n_generated_ : int
         Generated examples added to the data.
+
+    off_task_threshold_ : float or None
+        The task similarity a generated example needed to pass the off-task
+        check; None when it did not run.
 
     class_thresholds_ : dict
         Class -> the probability a generated example of that class needed to
@@ -268,6 +300,8 @@ class LLMAugmenter(BaseOverSampler):
         "teacher": [HasMethods(["fit", "predict_proba"]), StrOptions({"generator"}), None],
         "cv": [Interval(Integral, 2, None, closed="left"), None],
         "gold_weight": [Interval(Integral, 1, None, closed="left")],
+        "embedder": [HasMethods(["fit", "transform"]), None],
+        "off_task_quantile": [Interval(Real, 0, 1, closed="left"), None],
         "threshold": [Interval(Real, 0, None, closed="left")],
         "max_chars": [Interval(Integral, 1, None, closed="left"), None],
         "max_requests": [Interval(Integral, 0, None, closed="left"), None],
@@ -296,6 +330,8 @@ class LLMAugmenter(BaseOverSampler):
         teacher=None,
         cv=4,
         gold_weight=4,
+        embedder=None,
+        off_task_quantile=0.05,
         threshold=0.5,
         max_chars=None,
         max_requests=None,
@@ -321,6 +357,8 @@ class LLMAugmenter(BaseOverSampler):
         self.teacher = teacher
         self.cv = cv
         self.gold_weight = gold_weight
+        self.embedder = embedder
+        self.off_task_quantile = off_task_quantile
         self.threshold = threshold
         self.max_chars = max_chars
         self.max_requests = max_requests
@@ -554,18 +592,22 @@ class LLMAugmenter(BaseOverSampler):
 
     # ------------------------------------------------------------ the switch
     def _switch(self, records: list[dict], X, y, prompter: _Prompter) -> None:
-        """Judge the clean generations; keep those whose label the judge finds typical enough of its class."""
+        """Judge the clean generations: drop those off the task, then those whose label is atypical of its class."""
         clean = [r for r in records if r["reason"] is None]
         for record in clean:
             record["kept"], record["reason"] = True, "kept"
         self.class_thresholds_ = {}
+        self.off_task_threshold_ = None
         self.n_judge_requests_ = 0
+        pairs = X.ndim == 2
+        gold = _as_input(X)
+        if self.off_task_quantile and clean:
+            clean = self._off_task_check(clean, gold, pairs)
         if self.threshold == 0 or not clean:
             return
-        pairs = X.ndim == 2
         candidates = [(r["text"], r["text_pair"]) if pairs else r["text"] for r in clean]
         labels = [r["label"] for r in clean]
-        proba = self._judge(_as_input(X), y, candidates, labels, prompter)
+        proba = self._judge(gold, y, candidates, labels, prompter)
         per_class = class_thresholds(proba, labels)
         self.class_thresholds_ = {label: self.threshold * t for label, t in per_class.items()}
         for record, p in zip(clean, proba, strict=True):
@@ -573,6 +615,21 @@ class LLMAugmenter(BaseOverSampler):
             if p < self.class_thresholds_[record["label"]]:
                 record["kept"], record["reason"] = False, "below_threshold"
                 self.drop_counts_["below_threshold"] += 1
+
+    def _off_task_check(self, clean: list[dict], gold: list, pairs: bool) -> list[dict]:
+        """Reject the generations less like the gold examples than all but a quantile of them; return the rest."""
+        candidates = [(r["text"], r["text_pair"]) if pairs else r["text"] for r in clean]
+        embedder = self._embedder()
+        gold_scores, scores = memoised(
+            ("task_similarity", embedder, gold, candidates), lambda: task_similarity(embedder, gold, candidates)
+        )
+        self.off_task_threshold_ = float(np.quantile(gold_scores, self.off_task_quantile))
+        for record, score in zip(clean, scores, strict=True):
+            record["task_similarity"] = float(score)
+            if score < self.off_task_threshold_:
+                record["kept"], record["reason"] = False, "off_task"
+                self.drop_counts_["off_task"] += 1
+        return [r for r in clean if r["kept"]]
 
     def _judge(self, gold: list, y, candidates: list, labels: list, prompter: _Prompter) -> np.ndarray:
         """The judge's probability of each candidate's intended label, computed once per distinct input."""
@@ -602,13 +659,16 @@ class LLMAugmenter(BaseOverSampler):
         key = ("out_of_fold", teacher, settings, gold, y, candidates, labels)
         return memoised(key, lambda: out_of_fold_proba(teacher, gold, y, candidates, labels, **settings))
 
+    def _embedder(self):
+        from ..embedder import BlackBoxEmbedder
+
+        return clone(self.embedder) if self.embedder is not None else BlackBoxEmbedder(store=self.store)
+
     def _default_teacher(self):
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        from ..embedder import BlackBoxEmbedder
-
-        return make_pipeline(BlackBoxEmbedder(store=self.store), LogisticRegression(C=10.0, max_iter=1000))
+        return make_pipeline(self._embedder(), LogisticRegression(C=10.0, max_iter=1000))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -688,7 +748,15 @@ def _record(example, label, pairs: bool, reason: str | None) -> dict:
         shown = {"text": text, "text_pair": text_pair}
     else:
         shown = {"text": example}
-    return {**shown, "label": _plain(label), "probability": float("nan"), "kept": False, "reason": reason}
+    nan = float("nan")
+    return {
+        **shown,
+        "label": _plain(label),
+        "task_similarity": nan,
+        "probability": nan,
+        "kept": False,
+        "reason": reason,
+    }
 
 
 # ------------------------------------------------------------------ helpers

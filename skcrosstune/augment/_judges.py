@@ -15,6 +15,16 @@ example was written for?":
   model reads each example and the label words are scored from the
   log-probabilities of its first answer token.
 
+A fourth judge asks whether an example is about the task at all:
+
+* **off task** (``off_task_quantile``): the cosine similarity of each
+  example's vector to the centroid of the gold examples' vectors, compared
+  with the gold examples' own similarities to the centroid of the others.
+  Relabelling is a label problem, but a text of another task is an
+  out-of-distribution one: a teacher must still give it some label, and the
+  generations of other classes may hold its kind, so it is judged against
+  the gold examples alone.
+
 The kept rule (in :mod:`._augmenter`) compares each probability with its
 class's threshold, the mean probability of the class's own generations
 (confident learning's per-class threshold), times the ``threshold`` knob.
@@ -34,7 +44,15 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-__all__ = ["class_thresholds", "generator_proba", "gold_proba", "judge_instruction", "memoised", "out_of_fold_proba"]
+__all__ = [
+    "class_thresholds",
+    "generator_proba",
+    "gold_proba",
+    "judge_instruction",
+    "memoised",
+    "out_of_fold_proba",
+    "task_similarity",
+]
 
 #: Score arrays kept per process (one per distinct training set and judge).
 _MEMO_SIZE = 64
@@ -122,6 +140,28 @@ def judge_instruction(task: str, classes: list, descriptions: list[str]) -> str:
     lines += [f"- {json.dumps(str(c))}: {d}" for c, d in zip(classes, descriptions, strict=True)]
     lines += ["", "Read the user's text and answer with its label, exactly as written above, and nothing else."]
     return "\n".join(lines)
+
+
+def task_similarity(embedder, gold: list, candidates: list) -> tuple[np.ndarray, np.ndarray]:
+    """How much like the gold examples each text is: cosine similarity to their centroid.
+
+    Returns the gold examples' similarities, each to the centroid of the
+    *other* gold examples (so that a gold example does not vote for itself),
+    and the candidates' similarities to the centroid of all of them.
+    """
+    fitted = clone(embedder).fit(gold)
+    gold_vectors = _unit_rows(fitted.transform(gold))
+    vectors = _unit_rows(fitted.transform(candidates))
+    total = gold_vectors.sum(axis=0)
+    others = _unit_rows(total[None, :] - gold_vectors)
+    gold_scores = np.einsum("ij,ij->i", gold_vectors, others)
+    return gold_scores, vectors @ _unit_rows(total[None, :])[0]
+
+
+def _unit_rows(vectors) -> np.ndarray:
+    dense = np.asarray(vectors.toarray() if hasattr(vectors, "toarray") else vectors, dtype=float)
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    return dense / np.where(norms > 0, norms, 1.0)
 
 
 def class_thresholds(proba: np.ndarray, labels: list) -> dict:

@@ -18,6 +18,7 @@ DROP_REASONS = (
     "near_copy",
     "duplicate",
     "surplus",
+    "off_task",
     "below_threshold",
 )
 

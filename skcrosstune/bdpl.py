@@ -60,7 +60,7 @@ from ._validation import (
 )
 from .backends.openai_logprobs import label_word_fingerprint
 from .cache import query_through_store
-from .embedder import BlackBoxEmbedder, _max_per_group
+from .embedder import BlackBoxEmbedder, _max_per_group, _row_norms
 from .stores import open_store
 
 __all__ = ["BlackBoxPromptClassifier"]
@@ -465,7 +465,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         E = np.asarray(self.description_embedder_.transform(flat), dtype=np.float32)
         self.n_queries_ += self.description_embedder_.n_queries_
         self.n_cache_hits_ += self.description_embedder_.n_cache_hits_
-        self.description_embeddings_ = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        self.description_embeddings_ = E / _row_norms(E)
         self.description_owner_ = np.repeat(np.arange(len(self.classes_)), [len(g) for g in class_texts])
 
     def _split(self, y_index: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -629,8 +629,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
                 scores = self.embedder_.label_word_scores(items, self.label_words_, output="log_probs")
             else:
                 H = np.asarray(self.embedder_.transform(items), dtype=np.float32)
-                H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
-                similarity = H @ self.description_embeddings_.T
+                similarity = (H / _row_norms(H)) @ self.description_embeddings_.T
                 scores = _max_per_group(similarity, np.bincount(self.description_owner_))
             self.n_queries_ += self.embedder_.n_queries_ - before[0]
             self.n_cache_hits_ += self.embedder_.n_cache_hits_ - before[1]

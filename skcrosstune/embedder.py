@@ -435,7 +435,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         if self.normalize:
             for start in range(0, len(states), 512):
                 block = states[start : start + 512]
-                block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+                block /= _row_norms(block)
         return states
 
     def _pair_features(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -450,9 +450,7 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
             elif name == "product":
                 blocks.append(u * v)
             else:
-                nu = np.maximum(np.linalg.norm(u, axis=1), 1e-12)
-                nv = np.maximum(np.linalg.norm(v, axis=1), 1e-12)
-                blocks.append(((u * v).sum(1) / (nu * nv))[:, None])
+                blocks.append((u * v).sum(1, keepdims=True) / (_row_norms(u) * _row_norms(v)))
         return np.hstack(blocks).astype(np.float32, copy=False)
 
     # ----------------------------------------------------------- label words
@@ -540,6 +538,11 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []
         tags.requires_fit = True
         return tags
+
+
+def _row_norms(X: np.ndarray) -> np.ndarray:
+    """The length of each row, as a column, at least 1e-12 (a zero row is divided by that, not by 0)."""
+    return np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 def _max_per_group(scores: np.ndarray, sizes) -> np.ndarray:

@@ -92,8 +92,9 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         (``~/.cache/skcrosstune``); if that cannot be used, one warning is
         given and the work goes on without a store. A folder path: SQLite
         files there (an unusable folder is an error). ``"redis://host:port/db"``:
-        a Redis server shared by many machines (needs the ``redis`` extra).
-        None: no store (duplicates within one call are still sent once).
+        a Redis server shared by many machines (needs the ``redis`` extra;
+        its password, if any, is read from ``$SKCROSSTUNE_REDIS_PASSWORD``,
+        never from the URL). None: no store (duplicates within one call are still sent once).
 
     base_url : str, default=None
         Endpoint of an OpenAI-compatible API (``model="openai:..."``), e.g.

@@ -47,7 +47,8 @@ def _answers(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            answer = sock.recv(64)
+            return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")  # up, asking for its password
     except OSError:
         return False
 
@@ -61,6 +62,8 @@ class RedisServer:
         The server binary; None finds it with :func:`find_redis_server`.
     startup_timeout : float, default=10.0
         Seconds to wait for the server to answer ``PING``.
+    password : str, default=None
+        When given, the server asks for it (``requirepass``).
 
     Attributes
     ----------
@@ -68,9 +71,10 @@ class RedisServer:
         ``"redis://127.0.0.1:<port>/0"``, set once started.
     """
 
-    def __init__(self, binary: str | None = None, *, startup_timeout: float = 10.0):
+    def __init__(self, binary: str | None = None, *, startup_timeout: float = 10.0, password: str | None = None):
         self.binary = binary or find_redis_server()
         self.startup_timeout = startup_timeout
+        self.password = password
         self.url: str | None = None
         self._process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -85,6 +89,8 @@ class RedisServer:
             port = _free_port()
             command = [self.binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
             command += ["--dir", self._workdir.name, "--loglevel", "warning"]
+            if self.password is not None:
+                command += ["--requirepass", self.password]
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             deadline = time.monotonic() + self.startup_timeout
             while time.monotonic() < deadline and process.poll() is None and not _answers(port):

@@ -346,6 +346,34 @@ def test_credentials_in_urls_never_reach_the_store(tmp_path):
     assert store.digest == fingerprint_digest({**fingerprint, "base_url": "http://127.0.0.1:9/v1"})
 
 
+def test_a_redis_password_comes_from_the_environment_never_from_a_parameter(tiny_bert, monkeypatch):
+    from skcrosstune.stores.redis import PASSWORD_ENV
+
+    from ._redis import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    secret = f"pw-{uuid.uuid4().hex}"
+    fingerprint = {"backend": "fake", "model": f"m-{uuid.uuid4().hex}"}
+    with RedisServer(password=secret) as server:
+        monkeypatch.delenv(PASSWORD_ENV, raising=False)
+        with pytest.raises(StoreError) as refused:  # the server asks for a password nobody gave
+            open_store(server.url, fingerprint)
+        assert secret not in str(refused.value)
+
+        in_url = server.url.replace("redis://", f"redis://:{secret}@")
+        with pytest.raises(StoreError, match=PASSWORD_ENV) as refused:
+            BlackBoxEmbedder(str(tiny_bert), store=in_url).fit_transform(TEXTS[:2])
+        assert secret not in str(refused.value) and refused.value.__cause__ is None
+
+        monkeypatch.setenv(PASSWORD_ENV, secret)
+        embedder = BlackBoxEmbedder(str(tiny_bert), store=server.url)
+        embedder.fit_transform(TEXTS[:2])
+        embedder.transform(TEXTS[:2])
+        assert embedder.store_counts() == {"sent": 2, "hits": 2}
+        assert secret.encode() not in pickle.dumps(embedder) and secret not in repr(embedder)
+
+
 # ------------------------------------------------------------ recovery
 def _filled(tmp_path, fingerprint, n=500):
     store = open_store(tmp_path / "store", fingerprint)

@@ -4,7 +4,10 @@ The same guarantees as the SQLite file: entries are content-addressed and
 scoped by the black box's fingerprint digest (mixed into every key), each one
 raw bytes with its dtype, shape and a checksum, never a pickle; credentials
 never reach the server (the fingerprint holds URLs without them, and the API
-key is no part of it). Claims are ``SET NX PX`` keys holding their owner's
+key is no part of it). The server's password is read from the environment
+variable ``SKCROSSTUNE_REDIS_PASSWORD`` when connecting: a store URL is an
+estimator parameter, shown in its repr and kept in its pickle, so a URL that
+holds a password is refused. Claims are ``SET NX PX`` keys holding their owner's
 name, so a lease ends on the server's clock whatever the clients' clocks
 say; counters are ``HINCRBY`` on one hash per fingerprint.
 
@@ -21,12 +24,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from .base import Store, StoreError, decode_entry, encode_entry, owner_is_gone
 
-__all__ = ["RedisStore"]
+__all__ = ["PASSWORD_ENV", "RedisStore"]
+
+PASSWORD_ENV = "SKCROSSTUNE_REDIS_PASSWORD"
 
 _PREFIX = "skcrosstune:"
 _CHUNK = 1000
@@ -82,9 +88,10 @@ class RedisStore(Store):
     Parameters
     ----------
     location : str
-        ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS,
-        ``unix://`` for a socket). The password is used to connect and shown
-        nowhere.
+        ``redis://[user@]host:port/db`` (``rediss://`` for TLS, ``unix://``
+        for a socket). A password in it is refused: the password is read from
+        the environment variable ``SKCROSSTUNE_REDIS_PASSWORD`` of the process
+        that connects.
     fingerprint : dict
         The black box's fingerprint.
     """
@@ -93,6 +100,12 @@ class RedisStore(Store):
 
     def __init__(self, location: str, fingerprint: dict):
         super().__init__(location, fingerprint)
+        if urlsplit(str(location)).password is not None:
+            raise StoreError(
+                f"The Redis store {self.describe()!r} has a password in its URL, which would be shown in the "
+                f"estimator's repr and kept in its pickle; remove it and set the environment variable "
+                f"{PASSWORD_ENV} where the store is used."
+            )
         self._client = None
         self._pid = None
         self._scripts: dict = {}
@@ -102,7 +115,8 @@ class RedisStore(Store):
         if self._client is not None and self._pid == os.getpid():
             return self._client
         redis = _redis_module()
-        self._client = redis.Redis.from_url(self.location)
+        # The password goes straight from the environment to the client, never through a variable of ours.
+        self._client = redis.Redis.from_url(self.location, password=os.environ.get(PASSWORD_ENV) or None)
         self._pid = os.getpid()
         self._scripts = {name: self._client.register_script(code) for name, code in _SCRIPTS.items()}
         return self._client

@@ -155,7 +155,9 @@ def train_classifier(
         rows always give the same initial module.
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
-        Class indices.
+        Class indices. With ``cv < 2``, also of shape (n_samples, n_heads)
+        for a module whose logits are (n_samples, n_classes, n_heads):
+        independent heads trained side by side on the same batches.
     max_epochs : int
         Upper bound on passes over the data; 0 returns the untrained module.
     learning_rate, weight_decay : float

@@ -166,8 +166,8 @@ def test_zero_weight_is_a_plain_prototype_network_that_needs_nothing_else(embedd
 
 
 def test_auto_weight_is_one_for_log_probs_and_one_over_the_shots_for_dects_fusion(embedder):
-    assert DecTClassifier(embedder, max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == 1.0
-    dect = DecTClassifier(embedder, fusion="probs", max_epochs=0)
+    assert DecTClassifier(embedder, zero_shot_weight="auto", max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == 1.0
+    dect = DecTClassifier(embedder, zero_shot_weight="auto", fusion="probs", max_epochs=0)
     assert dect.fit(TEXTS, LABELS).zero_shot_weight_ == pytest.approx(0.2)
     assert dect.fit(TEXTS[4:6], LABELS[4:6]).zero_shot_weight_ == 1.0
     assert DecTClassifier(embedder, zero_shot_weight=3.0, max_epochs=0).fit(TEXTS, LABELS).zero_shot_weight_ == 3.0
@@ -182,7 +182,7 @@ def test_prototypes_random_and_frozen_or_class_means_and_trained(embedder, proto
     if prototypes == "random":
         assert "prototypes" not in names
         torch.testing.assert_close(before, after)
-        torch.testing.assert_close(after.norm(dim=1), torch.ones(2, dtype=after.dtype))
+        torch.testing.assert_close(after.norm(dim=-1), torch.ones(1, 2, dtype=after.dtype))
     else:
         assert "prototypes" in names and not torch.equal(before, after)
     # the radius starts at the mean distance of the class's examples to its prototype
@@ -269,7 +269,7 @@ def test_a_mask_template_is_needed_for_label_words(embedder):
 # ------------------------------------------------- clone, search, persistence
 def test_clone_gridsearch_and_joblib(masked_lm, tmp_path, sent):
     clf = DecTClassifier(masked_lm, label_words=WORDS, random_state=0)
-    grid = {"zero_shot_weight": [0.0, 0.5, "auto"], "prototypes": ["random", "class_mean"]}
+    grid = {"zero_shot_weight": [0.0, 0.5, "auto", "cv"], "prototypes": ["random", "class_mean"]}
     search = GridSearchCV(clf, grid, cv=2).fit(TEXTS, LABELS)
     assert set(search.best_params_) == set(grid)
     assert sorted(set(sent)) == sorted(TEXTS + [""]), "a new setting re-queried texts already paid for"
@@ -277,3 +277,74 @@ def test_clone_gridsearch_and_joblib(masked_lm, tmp_path, sent):
     joblib.dump(search.best_estimator_, path)
     restored = joblib.load(path)
     np.testing.assert_array_equal(restored.predict_proba(TEXTS), search.best_estimator_.predict_proba(TEXTS))
+
+
+# ---------------------------------------------- the zero-shot weight, chosen on the training data
+def _features_with_a_zero_shot_prior(embedder, prior, n_per_class=30, seed=0):
+    """Numeric features in the descriptions' space, 30 per class: the classes lie apart along a direction
+    the descriptions do not see, and the similarity to the descriptions (the zero-shot prior) follows
+    the class (``prior="class"``) or is noise (``prior="noise"``)."""
+    rng = np.random.default_rng(seed)
+    descriptions = embedder.fit(list(DESCRIPTIONS.values())).transform(list(DESCRIPTIONS.values()))
+    to_pos = descriptions[0] - descriptions[1]
+    basis = np.linalg.qr(np.vstack([to_pos, rng.normal(size=(1, len(to_pos)))]).T)[0]
+    prior_axis, class_axis = basis[:, 0] * np.sign(basis[:, 0] @ to_pos), basis[:, 1]
+    y = np.array(["pos"] * n_per_class + ["neg"] * n_per_class, dtype=object)
+    sign = np.where(y == "pos", 1.0, -1.0)
+    prior_value = rng.normal(size=len(y)) if prior == "noise" else sign + 0.3 * rng.normal(size=len(y))
+    X = np.outer(sign + rng.normal(size=len(y)), class_axis) + 2.0 * np.outer(prior_value, prior_axis)
+    return X + 0.05 * rng.normal(size=X.shape), y
+
+
+def test_cv_keeps_a_zero_shot_prior_that_follows_the_labels_and_halves_a_noisy_one(embedder):
+    X_follows, y = _features_with_a_zero_shot_prior(embedder, "class")
+    X_noisy, _ = _features_with_a_zero_shot_prior(embedder, "noise")
+    follows = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, random_state=0).fit(X_follows, y)
+    noisy = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, random_state=0).fit(X_noisy, y)
+    assert follows.zero_shot_weight_ == 1.0
+    assert noisy.zero_shot_weight_ == 0.5
+    # the held-out accuracies behind the choice, one per candidate
+    assert set(noisy.zero_shot_cv_scores_) == {1.0, 0.5}
+    assert noisy.zero_shot_cv_scores_[0.5] > noisy.zero_shot_cv_scores_[1.0]
+
+
+def test_cv_trains_the_final_decoder_as_a_fixed_weight_would(embedder):
+    X, y = _features_with_a_zero_shot_prior(embedder, "noise")
+    chosen = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, random_state=0).fit(X, y)
+    fixed = DecTClassifier(
+        embedder, label_descriptions=DESCRIPTIONS, zero_shot_weight=chosen.zero_shot_weight_, random_state=0
+    ).fit(X, y)
+    np.testing.assert_array_equal(chosen.decision_function(X), fixed.decision_function(X))
+    assert fixed.zero_shot_cv_scores_ is None
+
+
+def test_cv_keeps_the_auto_weight_of_dects_fusion_with_too_few_examples_to_hold_out(embedder):
+    # one example per class: nothing can be held out
+    clf = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, fusion="probs", random_state=0)
+    clf.fit(TEXTS[4:6], LABELS[4:6])
+    assert clf.zero_shot_weight_ == 1.0 and clf.zero_shot_cv_scores_ is None
+    # with DecT's fusion the candidates are 1 / shots and half of it
+    assert set(clf.fit(TEXTS, LABELS).zero_shot_cv_scores_) == {0.2, 0.1}
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, "auto"])
+def test_a_fixed_weight_is_honoured_without_cross_validation(embedder, weight):
+    clf = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, zero_shot_weight=weight, random_state=0)
+    clf.fit(TEXTS, LABELS)
+    assert clf.zero_shot_weight_ == (1.0 if weight == "auto" else weight)
+    assert clf.zero_shot_cv_scores_ is None
+
+
+def test_cv_choice_is_reproducible_and_survives_clone(embedder):
+    X, y = _features_with_a_zero_shot_prior(embedder, "noise")
+    clf = DecTClassifier(embedder, label_descriptions=DESCRIPTIONS, zero_shot_cv=3, random_state=5)
+    assert clone(clf).get_params()["zero_shot_weight"] == "cv" and clone(clf).zero_shot_cv == 3
+    a, b = clone(clf).fit(X, y), clone(clf).fit(X, y)
+    assert a.zero_shot_cv_scores_ == b.zero_shot_cv_scores_
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
+
+
+@pytest.mark.parametrize("params", [{"zero_shot_weight": "best"}, {"zero_shot_weight": -1.0}, {"zero_shot_cv": 1}])
+def test_bad_zero_shot_settings_are_refused(embedder, params):
+    with pytest.raises(ValueError, match=next(iter(params))):
+        DecTClassifier(embedder, **params).fit(TEXTS, LABELS)

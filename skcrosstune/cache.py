@@ -46,7 +46,7 @@ LEASE_SECONDS = 60.0
 #: for them itself (with a warning): a bound on waiting for a live but stuck owner.
 WAIT_SECONDS = 600.0
 
-_LOOKUP_CHUNK = 256  # keys per store look-up: a look-up holds at most this many answers besides the output
+_LOOKUP_CHUNK = 2000  # keys per store look-up: a look-up holds at most this many answers besides the output
 _FIRST_POLL, _LONGEST_POLL = 0.02, 0.5
 
 
@@ -185,15 +185,6 @@ class _Answers:
                 if item in self.repeats:
                     self.out[self.repeats[item]] = row
 
-    def servable(self, arrays: list[np.ndarray]) -> list[bool]:
-        """Which stored answers can be served: numbers of the expected shape, all finite."""
-        ok = [a.dtype.kind in "fiu" and (self.row_shape is None or a.shape == self.row_shape) for a in arrays]
-        same = [a for a, good in zip(arrays, ok, strict=True) if good]
-        if same and len({a.shape for a in same}) == 1:
-            finite = iter(np.isfinite(np.stack(same).reshape(len(same), -1)).all(axis=1))
-            return [good and bool(next(finite)) for good in ok]
-        return [good and bool(np.isfinite(a).all()) for a, good in zip(arrays, ok, strict=True)]
-
     def result(self) -> np.ndarray:
         if self.out is None:
             return np.empty((0, *(self.row_shape or (0,))), dtype=self.dtype or np.float32)
@@ -208,28 +199,32 @@ class _LookUp:
         self.stale: set = set()  # stored answers refused once (not finite, another width): counted once
 
     def __call__(self, items: list) -> list:
+        answers, report = self.answers, self.report
         missing = []
         hits = 0
         for start in range(0, len(items), _LOOKUP_CHUNK):
             chunk = items[start : start + _LOOKUP_CHUNK]
-            found, n_corrupt = self.store.get_many([self.keys[item] for item in chunk])
-            self.report.n_corrupt += n_corrupt
-            stored = [(item, found[self.keys[item]]) for item in chunk if self.keys[item] in found]
-            if stored and self.answers.row_shape is None:
-                self.answers.row_shape = stored[0][1].shape
-            good = self.answers.servable([array for _, array in stored])
-            served = [pair for pair, ok in zip(stored, good, strict=True) if ok]
-            for (item, _), ok in zip(stored, good, strict=True):
-                if not ok and item not in self.stale:
-                    self.stale.add(item)
-                    self.report.n_corrupt += 1
-            answered = {item for item, _ in served}
-            missing += [item for item in chunk if item not in answered]
-            if served:
-                self.answers.fill([item for item, _ in served], np.stack([array for _, array in served]))
-                hits += len(served)
+            blocks, n_corrupt = self.store.get_stacked([self.keys[item] for item in chunk])
+            report.n_corrupt += n_corrupt
+            served = np.zeros(len(chunk), dtype=bool)
+            for positions, block in blocks:
+                if answers.row_shape is None:
+                    answers.row_shape = block.shape[1:]
+                if block.dtype.kind in "fiu" and block.shape[1:] == answers.row_shape:
+                    good = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+                else:  # another width, or not numbers: stale
+                    good = np.zeros(len(block), dtype=bool)
+                for position in positions[~good]:  # stored answers that cannot be right: counted once
+                    if chunk[position] not in self.stale:
+                        self.stale.add(chunk[position])
+                        report.n_corrupt += 1
+                if good.any():
+                    answers.fill([chunk[p] for p in positions[good]], block if good.all() else block[good])
+                    served[positions[good]] = True
+                    hits += int(good.sum())
+            missing += [chunk[i] for i in np.flatnonzero(~served)]
         if hits:
-            self.report.n_cached += hits
+            report.n_cached += hits
             self.store.add_counts(hits=hits)
         return missing
 

@@ -7,6 +7,7 @@ import pytest
 
 from skcrosstune.cache import query_through_store
 from skcrosstune.stores import open_store
+from skcrosstune.stores.base import encode_entry
 from skcrosstune.stores.sqlite import SQLiteStore
 
 
@@ -140,6 +141,67 @@ def test_a_truncated_entry_is_never_returned(cache):
     out, report = query_through_store(["a"], box, store=cache, batch_size=4)
     assert box.sent == ["a"] and report.n_corrupt == 1
     np.testing.assert_array_equal(out[0], fake_vector("a"))
+
+
+def test_every_corrupt_entry_of_a_large_look_up_is_found_and_fetched_again(cache):
+    texts = [f"text {i}" for i in range(1600)]  # several statements, read by two threads
+    query_through_store(texts, CountingBlackBox(), store=cache, batch_size=400)
+    cache.close()
+    spoiled = [texts[i] for i in (3, 700, 1100, 1599)]
+    with sqlite3.connect(cache.path) as conn:
+        for text in spoiled:
+            (data,) = conn.execute("SELECT data FROM entries WHERE key = ?", (cache.key(text),)).fetchone()
+            flipped = data[:-1] + bytes([data[-1] ^ 0x01])  # one bit of one answer
+            conn.execute("UPDATE entries SET data = ? WHERE key = ?", (flipped, cache.key(text)))
+    box = CountingBlackBox()
+    out, report = query_through_store(texts, box, store=cache, batch_size=400)
+    assert sorted(box.sent) == sorted(spoiled)
+    assert (report.n_corrupt, report.n_cached) == (4, 1596)
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
+
+
+def test_keys_sharing_their_first_64_bits_are_never_confused(cache):
+    first, second = "0123456789abcdef" + "0" * 24, "0123456789abcdef" + "f" * 24
+    cache.put_many([(first, np.ones(4, np.float32))])
+    assert cache.get_many([second]) == ({}, 0)
+    cache.put_many([(second, np.zeros(4, np.float32))])
+    found, n_corrupt = cache.get_many([first, second])
+    # one row per first 64 bits: the later answer holds it, the other is a miss (paid again, never wrong)
+    assert n_corrupt == 0 and list(found) == [second]
+    np.testing.assert_array_equal(found[second], np.zeros(4, np.float32))
+
+
+def _write_first_layout(store, rows):
+    """Rows ``(key, dtype, shape, data, checksum)`` in a file of the first layout, as skcrosstune 0.2 wrote it."""
+    with sqlite3.connect(store.legacy_path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, "
+            "data BLOB NOT NULL, checksum TEXT NOT NULL)"
+        )
+        conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+
+def test_answers_in_a_file_of_the_first_layout_are_kept(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    store = SQLiteStore(folder, FINGERPRINT)
+    spoiled = encode_entry(fake_vector("c"))[:3] + ("0" * 32,)
+    _write_first_layout(
+        store, [(store.key(t), *encode_entry(fake_vector(t))) for t in "ab"] + [(store.key("c"), *spoiled)]
+    )
+    before = store.legacy_path.read_bytes()
+    store.check()
+    box = CountingBlackBox()
+    out, report = query_through_store(["a", "b", "c"], box, store=store, batch_size=4)
+    assert box.sent == ["c"] and report.n_cached == 2  # a first-layout entry failing its checksum is not copied
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in "abc"]))
+    assert store.legacy_path.read_bytes() == before  # left as it was: an older version may still use it
+    # what an older version adds to that file later is copied when the store is next opened
+    _write_first_layout(store, [(store.key("d"), *encode_entry(fake_vector("d")))])
+    box = CountingBlackBox()
+    query_through_store(["a", "d"], box, store=reopen(folder), batch_size=4)
+    assert box.sent == []
 
 
 def test_an_unreadable_database_file_is_moved_aside(tmp_path):

@@ -330,7 +330,7 @@ def test_links_planted_in_the_folder_are_never_written_through(tmp_path, fingerp
     assert json.loads((folder / f"{digest}.json").read_text()) == fingerprint
 
     other = {**fingerprint, "model": "other"}
-    (folder / f"{fingerprint_digest(other)}.sqlite3").symlink_to(victim)
+    SQLiteStore(folder, other).path.symlink_to(victim)
     with pytest.raises(StoreError, match="not a regular file"):
         open_store(folder, other)
     assert victim.read_text() == "precious" and store is not None
@@ -425,7 +425,7 @@ def test_an_empty_file_or_a_lost_table_is_not_rebuilt_silently(tmp_path, fingerp
 
     other = {**fingerprint, "model": "empty"}
     folder = tmp_path / "store"
-    (folder / f"{fingerprint_digest(other)}.sqlite3").write_bytes(b"")
+    SQLiteStore(folder, other).path.write_bytes(b"")
     with pytest.warns(RuntimeWarning, match="was empty"):
         SQLiteStore(folder, other).check()
 

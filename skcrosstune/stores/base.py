@@ -89,9 +89,7 @@ def fingerprint_digest(fingerprint: dict) -> str:
 
 def entry_key(digest: str, item: Hashable) -> str:
     """The content address of ``item`` (a str or a tuple of str) under a fingerprint digest."""
-    h = hashlib.blake2b(digest_size=20)
-    h.update(digest.encode())
-    h.update(b"\x00")
+    h = _key_prefix(digest).copy()
     if isinstance(item, str):  # what _canonical_json gives a str, without building a JSON encoder per call
         h.update(encode_basestring(item).encode("utf-8", "surrogatepass"))
     else:
@@ -99,11 +97,16 @@ def entry_key(digest: str, item: Hashable) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def _key_prefix(digest: str):
+    """The key hash fed with the digest and its separator, copied for each key (half the cost of a fresh one)."""
+    return hashlib.blake2b(digest.encode() + b"\x00", digest_size=20)
+
+
 # ------------------------------------------------------------------ entries
 def checksum(data: bytes, dtype: str, shape: str) -> str:
     """The checksum kept with an entry: covers its dtype, shape and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(dtype.encode())
+    h = hashlib.blake2b(dtype.encode(), digest_size=16)
     h.update(shape.encode())
     h.update(data)
     return h.hexdigest()
@@ -119,8 +122,8 @@ def encode_entry(array) -> tuple[str, str, bytes, str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _layout(dtype: str, shape: str) -> tuple[np.dtype, tuple[int, ...]]:
-    """The numpy dtype and shape an entry's header names (few distinct ones: cached)."""
+def layout(dtype: str, shape: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """The numpy dtype and shape an entry's header names (few distinct ones: cached); an error if it names none."""
     kind = np.dtype(dtype)
     if kind.hasobject:
         raise TypeError("object arrays are never stored")
@@ -137,7 +140,7 @@ def decode_entry(dtype, shape, data, expected) -> np.ndarray | None:
     if checksum(data, dtype, shape) != expected:
         return None
     try:
-        kind, dims = _layout(dtype, shape)
+        kind, dims = layout(dtype, shape)
         return np.frombuffer(data, dtype=kind).reshape(dims)
     except (ValueError, TypeError):
         return None
@@ -225,6 +228,25 @@ class Store(ABC):
     @abstractmethod
     def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
         """Stored arrays for ``keys``: ``(found, n_corrupt)``; corrupt entries are dropped, never returned."""
+
+    def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """Stored arrays for ``keys``, stacked: ``([(positions, block), ...], n_corrupt)``.
+
+        For each distinct dtype and shape found (almost always one), the
+        positions in ``keys`` of those entries and their arrays stacked into
+        one read-only block, in the same order. Corrupt entries are dropped,
+        never returned, as by :meth:`get_many`; kinds that can read many
+        entries at once override this.
+        """
+        found, n_corrupt = self.get_many(keys)
+        groups: dict[tuple, tuple[list[int], list[np.ndarray]]] = {}
+        for position, key in enumerate(keys):
+            array = found.get(key)
+            if array is not None:
+                positions, arrays = groups.setdefault((array.dtype.str, array.shape), ([], []))
+                positions.append(position)
+                arrays.append(array)
+        return [(np.array(positions), np.stack(arrays)) for positions, arrays in groups.values()], n_corrupt
 
     @abstractmethod
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:

@@ -20,7 +20,9 @@ file, and one warning says so.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import sqlite3
 import stat
@@ -30,26 +32,60 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
-from .base import Store, StoreError, decode_entry, encode_entry, owner_is_gone
+from .base import Store, StoreError, checksum, encode_entry, layout, owner_is_gone
 
 __all__ = ["ALLOW_SHARED_ENV", "SQLiteStore"]
 
 #: Set this environment variable to ``1`` to use a store folder that other users can write.
 ALLOW_SHARED_ENV = "SKCROSSTUNE_ALLOW_SHARED_STORE"
 
+#: The file layout; a new layout gets a new file name, so no version reads another's file as its own.
+LAYOUT = 2
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, "
-    "data BLOB NOT NULL, checksum TEXT NOT NULL)",
+    # id: the key's first 64 bits, so a look-up is one B-tree search of the table (no separate index); the full
+    # key is kept and compared on every read, so two keys sharing their first 64 bits are never confused
+    "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, key TEXT NOT NULL, dtype TEXT NOT NULL, "
+    "shape TEXT NOT NULL, data BLOB NOT NULL, checksum TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS imported (source TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL)",
 )
+_TABLES = {"entries", "claims", "counters", "imported"}
+_COLUMNS = "id, key, dtype, shape, data, checksum"
+_INTO = f"INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT OR REPLACE {_INTO}"
 _CHUNK = 500  # keys per statement, under SQLite's variable limit
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_ID_OFFSET = 1 << 63
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """The thread that helps read large look-ups (one per process: a fork starts its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="skcrosstune-store-reader"))
+        return _pool[1]
+
+
+def _row_id(key: str) -> int:
+    """The table row of a key (hex text): its first 64 bits as a signed 64-bit integer."""
+    return int(key[:16], 16) - _ID_OFFSET
+
+
+@functools.lru_cache(maxsize=16)
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 class SQLiteStore(Store):
@@ -70,12 +106,18 @@ class SQLiteStore(Store):
         super().__init__(os.fspath(location), fingerprint)
         self.directory = Path(self.location).expanduser()
         self._local = threading.local()
-        self._generation = 0
-        self._recover_lock = threading.Lock()
+        self._generation = 0  # bumped when the file is replaced or the connections closed: every thread reconnects
+        self._recover_lock = threading.RLock()  # recovery reconnects under it
+        self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid, connection) of every thread
 
     @property
     def path(self) -> Path:
-        """The SQLite file of this fingerprint."""
+        """The SQLite file of this fingerprint (its name says the file layout)."""
+        return self.directory / f"{self.digest}.v{LAYOUT}.sqlite3"
+
+    @property
+    def legacy_path(self) -> Path:
+        """Where the first file layout (skcrosstune before 0.3) kept this fingerprint's answers."""
         return self.directory / f"{self.digest}.sqlite3"
 
     # -- the folder and its files ------------------------------------------
@@ -87,6 +129,47 @@ class SQLiteStore(Store):
             self._connect()
         except sqlite3.Error as exc:
             raise StoreError(f"The store file {self.path} cannot be opened: {exc}") from None
+        self._import_legacy()
+
+    def _import_legacy(self) -> None:
+        """Copy in the sound answers of a first-layout file that are not copied yet; that file is left as it is.
+
+        An older skcrosstune may still be adding to it: what it added since
+        the last import is copied the next time a process opens this store.
+        """
+        source = self.legacy_path
+        try:
+            if not stat.S_ISREG(os.lstat(source).st_mode):
+                return
+        except FileNotFoundError:
+            return
+        conn = self._connect()
+        row = conn.execute("SELECT last_rowid FROM imported WHERE source = ?", (source.name,)).fetchone()
+        try:
+            legacy = sqlite3.connect(f"file:{quote(str(source))}?mode=ro", uri=True, isolation_level=None)
+            try:
+                cursor = legacy.execute(
+                    "SELECT rowid, key, dtype, shape, data, checksum FROM entries WHERE rowid > ? ORDER BY rowid",
+                    (row[0] if row else 0,),
+                )
+                while batch := cursor.fetchmany(2000):
+                    rows = _keepable([(_row_of_key(key), key, *rest) for _, key, *rest in batch])
+                    with _transaction(conn):  # a batch at a time: other users of the store wait little
+                        conn.executemany(f"INSERT OR IGNORE {_INTO}", rows)
+                        conn.execute(
+                            "INSERT INTO imported (source, last_rowid) VALUES (?, ?) ON CONFLICT(source) "
+                            "DO UPDATE SET last_rowid = max(last_rowid, excluded.last_rowid)",
+                            (source.name, batch[-1][0]),
+                        )
+            finally:
+                legacy.close()
+        except sqlite3.Error as exc:
+            warnings.warn(
+                f"The store file {source} of the previous layout could not be read to the end ({exc}); the "
+                f"answers not copied from it to {self.path.name} will be queried again.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def _prepare_folder(self) -> None:
         folder = self.directory
@@ -171,17 +254,25 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         """The connection of the calling thread (a connection never crosses a fork or a recovery)."""
         local = self._local
-        if getattr(local, "conn", None) is not None and local.key == (os.getpid(), self._generation):
-            return local.conn
+        generation = self._generation
+        stale = getattr(local, "conn", None)
+        if stale is not None and local.key == (os.getpid(), generation):
+            return stale
+        if stale is not None and local.key[0] == os.getpid():
+            with self._recover_lock:
+                self._drop(stale)
+        local.conn = None
         self._check_database_file()
         try:
             conn = self._open()
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise
-            self._recover(exc)
+            self._recover(exc, generation)
             return self._connect()
-        local.conn, local.key = conn, (os.getpid(), self._generation)
+        local.conn, local.key = conn, (os.getpid(), generation)
+        with self._recover_lock:
+            self._connections.append((os.getpid(), conn))
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -198,7 +289,7 @@ class SQLiteStore(Store):
                     RuntimeWarning,
                     stacklevel=5,
                 )
-            if not {"entries", "claims", "counters"} <= tables:
+            if not _TABLES <= tables:
                 for statement in _SCHEMA:
                     conn.execute(statement)
             conn.execute("SELECT 1 FROM entries LIMIT 1").fetchall()
@@ -208,82 +299,133 @@ class SQLiteStore(Store):
         return conn
 
     def close(self) -> None:
-        """Close this thread's connection (reopened on next use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.key[0] == os.getpid():
-            conn.close()
-        self._local.conn = None
+        """Close the connections of every thread of this process (reopened on next use); not while they run."""
+        with self._recover_lock:
+            pid = os.getpid()
+            for owner, conn in self._connections:
+                if owner == pid:  # a connection never crosses a fork: a parent's is left to the parent
+                    conn.close()
+            self._connections.clear()
+            self._generation += 1
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Close a connection of the calling thread (under the lock)."""
+        self._connections = [(owner, c) for owner, c in self._connections if c is not conn]
+        conn.close()
 
     def _run(self, action):
         """``action(connection)``, recovering once from a damaged file."""
+        generation = self._generation
         try:
             return action(self._connect())
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise
-            self._recover(exc)
+            self._recover(exc, generation)
             return action(self._connect())
 
     # -- recovery ------------------------------------------------------------
-    def _recover(self, exc: Exception) -> None:
-        """Keep the damaged file aside (a unique name), copy its sound entries to a fresh file, warn once."""
+    def _recover(self, exc: Exception, generation: int) -> None:
+        """Keep the damaged file aside (a unique name), copy its sound entries to a fresh file, warn once.
+
+        ``generation``: the connections' generation the damage was seen with;
+        when another thread has recovered since, there is nothing left to do.
+        """
         with self._recover_lock:
-            self.close()
+            if self._generation != generation:
+                return
+            own = getattr(self._local, "conn", None)
+            if own is not None and self._local.key[0] == os.getpid():
+                self._drop(own)  # other threads' are closed by them as they next connect
+            self._local.conn = None
+            self._generation += 1
             stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
             kept = Path(f"{self.path}.corrupt-{stamp}")
             for suffix in ("", "-wal", "-shm"):
                 source = Path(f"{self.path}{suffix}")
                 if source.exists():
                     os.replace(source, f"{kept}{suffix}")
-            self._generation += 1
-            rows = _salvage(kept)
             conn = self._connect()
-            with _transaction(conn):
-                conn.executemany(
-                    "INSERT OR REPLACE INTO entries (key, dtype, shape, data, checksum) VALUES (?, ?, ?, ?, ?)", rows
-                )
+            n_kept = 0
+            for rows in _salvage(kept):
+                with _transaction(conn):
+                    conn.executemany(_INSERT, rows)
+                n_kept += len(rows)
         warnings.warn(
             f"The store file {self.path} was damaged ({exc}); it was kept as {kept.name}, and the "
-            f"{len(rows)} answers still sound were copied to a fresh file. Other answers will be queried again.",
+            f"{n_kept} answers still sound were copied to a fresh file. Other answers will be queried again.",
             RuntimeWarning,
             stacklevel=4,
         )
 
     # -- entries -------------------------------------------------------------
-    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-        """Stored arrays for ``keys``; entries failing their checksum are deleted and left out."""
+    def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """Stored arrays for ``keys`` (distinct), stacked per dtype and shape; see :meth:`Store.get_stacked`.
+
+        Each entry is checked on its own (its full key, then its checksum);
+        those failing their checksum are deleted and left out. Many keys are
+        read by two threads, each with its own connection: SQLite searches
+        the file while the other thread decodes.
+        """
         keys = list(keys)
+        chunks = [range(start, min(start + _CHUNK, len(keys))) for start in range(0, len(keys), _CHUNK)]
+        if len(chunks) > 1:
+            helper = _reader_pool().submit(self._read_chunks, keys, chunks[1::2])
+            parts = [self._read_chunks(keys, chunks[0::2]), helper.result()]
+        else:
+            parts = [self._read_chunks(keys, chunks)]
+        blocks = []
+        for dtype, shape in {group: None for groups, _ in parts for group in groups}:
+            kind, dims = layout(dtype, shape)
+            found = [groups[dtype, shape] for groups, _ in parts if (dtype, shape) in groups]
+            datas = [data for _, part in found for data in part]
+            block = np.frombuffer(b"".join(datas), dtype=kind).reshape(len(datas), *dims)
+            blocks.append((np.array([p for part, _ in found for p in part], dtype=np.intp), block))
+        return blocks, sum(n_corrupt for _, n_corrupt in parts)
+
+    def _read_chunks(self, keys: list[str], chunks: list[range]) -> tuple[dict, int]:
+        """``({(dtype, shape): (positions, datas)}, n_corrupt)`` of the sound entries of the ``chunks`` of ``keys``."""
 
         def read(conn):
-            found, corrupt = {}, []
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            groups: dict[tuple, tuple[list[int], list[bytes]]] = {}
+            corrupt = []
+            for chunk in chunks:
+                where = {_row_id(keys[position]): position for position in chunk}
                 rows = conn.execute(
-                    f"SELECT key, dtype, shape, data, checksum FROM entries WHERE key IN ({marks})", chunk
+                    f"SELECT {_COLUMNS} FROM entries WHERE id IN ({_marks(len(where))})", list(where)
                 ).fetchall()
-                for key, dtype, shape, data, checksum in rows:
-                    array = decode_entry(dtype, shape, data, checksum)
-                    if array is None:
-                        corrupt.append(key)
-                    else:
-                        found[key] = array
+                for row_id, key, dtype, shape, data, digest in rows:
+                    position = where[row_id]
+                    if key != keys[position]:  # another key sharing the first 64 bits: a miss for this one
+                        continue
+                    if not _sound(dtype, shape, data, digest):
+                        corrupt.append((row_id, digest))
+                        continue
+                    group = groups.get((dtype, shape))
+                    if group is None:
+                        group = groups[dtype, shape] = ([], [])
+                    group[0].append(position)
+                    group[1].append(data)
             if corrupt:
-                with _transaction(conn):
-                    conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in corrupt])
-            return found, len(corrupt)
+                with _transaction(conn):  # only if still the entry read: a repaired one is kept
+                    conn.executemany("DELETE FROM entries WHERE id = ? AND checksum IS ?", corrupt)
+            return groups, len(corrupt)
 
         return self._run(read)
 
+    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+        """Stored arrays for ``keys``; entries failing their checksum are deleted and left out."""
+        keys = list(keys)
+        blocks, n_corrupt = self.get_stacked(keys)
+        return {keys[p]: row for positions, block in blocks for p, row in zip(positions, block, strict=True)}, n_corrupt
+
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays in one transaction: all of them are committed, or none."""
-        rows = [(key, *encode_entry(array)) for key, array in entries]
+        rows = [(_row_id(key), key, *encode_entry(array)) for key, array in entries]
 
         def write(conn):
             with _transaction(conn):
-                conn.executemany(
-                    "INSERT OR REPLACE INTO entries (key, dtype, shape, data, checksum) VALUES (?, ?, ?, ?, ?)", rows
-                )
+                conn.executemany(_INSERT, rows)
 
         self._run(write)
 
@@ -401,46 +543,111 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in message or "not a database" in message or "no such table" in message
 
 
-def _salvage(path: Path) -> list[tuple]:
-    """Every entry of a damaged file that can still be read and passes its checksum, row by row."""
+@functools.lru_cache(maxsize=256)
+def _entry_size(dtype: str, shape: str) -> int:
+    """The bytes an entry of this dtype and shape holds; -1 when the header names no array."""
+    try:
+        kind, dims = layout(dtype, shape)
+    except (ValueError, TypeError):
+        return -1
+    return kind.itemsize * math.prod(dims)
+
+
+def _sound(dtype, shape, data, digest) -> bool:
+    """Whether an entry as read can be served: the types it was written with, its checksum, its size."""
+    if type(data) is not bytes or type(dtype) is not str or type(shape) is not str:
+        return False
+    return checksum(data, dtype, shape) == digest and _entry_size(dtype, shape) == len(data)
+
+
+def _row_of_key(key) -> int | None:
+    """The table row of a key read back from a file (None when it is no key)."""
+    if not isinstance(key, str) or len(key) != 40:
+        return None
+    try:
+        return _row_id(key)
+    except ValueError:
+        return None
+
+
+def _keepable(rows: list[tuple]) -> list[tuple]:
+    """The rows read whose id is their key's and which pass their checksum."""
+    return [row for row in rows if _row_of_key(row[1]) == row[0] and _sound(*row[2:])]
+
+
+def _readable(conn: sqlite3.Connection, start: int) -> bool:
+    try:
+        conn.execute("SELECT id FROM entries WHERE id >= ? ORDER BY id LIMIT 1", (start,)).fetchall()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _next_readable(conn: sqlite3.Connection, low: int) -> int | None:
+    """Past a damaged part starting at row ``low``: the first row from which the table can be read again."""
+    step, top = 1, _ID_OFFSET - 1
+    while not _readable(conn, low + step):  # double the stride until past the damage ...
+        if low + step >= top:
+            return None
+        step = min(step * 2, top - low)
+    failed, good = low + step // 2, low + step
+    while good - failed > 1:  # ... then halve it back to its end
+        middle = (failed + good) // 2
+        failed, good = (failed, middle) if _readable(conn, middle) else (middle, good)
+    return good
+
+
+def _salvage(path: Path):
+    """Batches of every entry of a damaged file that can still be read and passes its checksum.
+
+    The table is read in row order. Where the reading stops at damage, the
+    row before it (lost with the failed step) is read on its own, and the
+    first readable row past the damage is found (some 128 probes at most);
+    the reading goes on from there.
+    """
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error:
-        return []
-    select = "SELECT key, dtype, shape, data, checksum FROM entries"
-    rows: list[tuple] = []
-
-    def keep(candidates):
-        rows.extend(row for row in candidates if isinstance(row[0], str) and decode_entry(*row[1:]) is not None)
-
+        return
+    select = f"SELECT {_COLUMNS} FROM entries WHERE id >= ? ORDER BY id"
+    low = -_ID_OFFSET
     try:
-        try:
-            last = conn.execute("SELECT max(rowid) FROM entries").fetchone()[0] or 0
-        except sqlite3.Error:
-            last = None
-        if last is None:  # the table cannot even be sized: read in order until the damage
-            cursor = conn.execute(select)
-            while True:
-                try:
-                    batch = cursor.fetchmany(256)
-                except sqlite3.Error:
-                    break
-                if not batch:
-                    break
-                keep(batch)
-            return rows
-        step = 256
-        for low in range(0, last + 1, step):
+        while low is not None:
+            read = []
             try:
-                keep(conn.execute(f"{select} WHERE rowid >= ? AND rowid < ?", (low, low + step)).fetchall())
+                for row in conn.execute(select, (low,)):
+                    read.append(row)
+                    if len(read) == 256:
+                        yield _keepable(read)
+                        low, read = read[-1][0] + 1, []
+                low = None
             except sqlite3.Error:
-                for rowid in range(low, low + step):
-                    try:
-                        keep(conn.execute(f"{select} WHERE rowid = ?", (rowid,)).fetchall())
-                    except sqlite3.Error:
-                        continue
-    except sqlite3.Error:
-        pass
+                if read:
+                    low = read[-1][0] + 1
+                low, row = _past_damage(conn, low) if low < _ID_OFFSET else (None, None)
+                read += [row] if row is not None else []
+            if read:
+                yield _keepable(read)
     finally:
         conn.close()
-    return rows
+
+
+def _past_damage(conn: sqlite3.Connection, low: int) -> tuple[int | None, tuple | None]:
+    """``(where to read on, the row read)`` after a failure to read on from row ``low``.
+
+    The next row, if it can be found, is read on its own (a failed step loses
+    the row before it); if even finding it fails, the damage starts here and
+    the reading goes on from the first readable row past it. None: nothing
+    more can be read.
+    """
+    try:
+        first = conn.execute("SELECT id FROM entries WHERE id >= ? ORDER BY id LIMIT 1", (low,)).fetchall()
+    except sqlite3.Error:
+        return _next_readable(conn, low), None
+    if not first:
+        return None, None
+    try:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", first[0]).fetchone()
+    except sqlite3.Error:
+        row = None
+    return (first[0][0] + 1 if first[0][0] < _ID_OFFSET - 1 else None), row

@@ -172,7 +172,7 @@ def test_keys_sharing_their_first_64_bits_are_never_confused(cache):
 
 
 def _write_first_layout(store, rows):
-    """Rows ``(key, dtype, shape, data, checksum)`` in a file of the first layout, as skcrosstune 0.2 wrote it."""
+    """Rows ``(key, dtype, shape, data, checksum)`` in a file of the first layout, as earlier versions wrote it."""
     with sqlite3.connect(store.legacy_path) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, "

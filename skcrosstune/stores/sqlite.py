@@ -117,7 +117,7 @@ class SQLiteStore(Store):
 
     @property
     def legacy_path(self) -> Path:
-        """Where the first file layout (skcrosstune before 0.3) kept this fingerprint's answers."""
+        """Where the first file layout (key as the primary key, a separate index) kept this fingerprint's answers."""
         return self.directory / f"{self.digest}.sqlite3"
 
     # -- the folder and its files ------------------------------------------

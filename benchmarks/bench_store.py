@@ -15,7 +15,7 @@ fixed delay as a remote API would (``--latency``). Nothing leaves the machine.
    (all-MiniLM-L6-v2's width), for the SQLite and the Redis store: writes per
    second while filling it up to that size (``put_many`` of 10k entries), and
    look-ups per second of texts already stored, drawn at random, through
-   ``query_through_store`` (key hashing, ``get_many``, checksums, stacking;
+   ``query_through_store`` (key hashing, ``get_stacked``, checksums, stacking;
    the black box is never asked) in calls of 10k texts, the best of
    ``--repeats`` timings (fresh texts each time: the machine is shared).
 3. **Wall time of a 3×3×3-fold grid** (``Pipeline(BlackBoxEmbedder,

@@ -535,8 +535,9 @@ QUOTA = Fault(
 @pytest.mark.parametrize("refusal", [unauthorized(), Fault(status=400), QUOTA], ids=["401", "400", "quota-429"])
 def test_a_failed_request_loses_none_of_the_replies_in_flight_beside_it(server, tmp_path, n_concurrent, refusal):
     # 16 requests; the second to arrive is refused while the others of the first wave are still being answered
+    # (slowly enough that a client starved of CPU has long handled the refusal before a slot frees)
     augmenter = make_augmenter(server, tmp_path, n_concurrent=n_concurrent, n_per_class=24, threshold=0, timeout=30.0)
-    server.push(slow(0.3), refusal, *[slow(0.3)] * (n_concurrent - 2))
+    server.push(slow(1.5), refusal, *[slow(1.5)] * (n_concurrent - 2))
     with pytest.raises(BlackBoxError):
         augmenter.fit_resample(TEXTS, LABELS)
     # nothing new was sent after the refusal, and every reply of the first wave was stored

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -105,7 +106,7 @@ def resolve_black_box(name: str) -> str:
     if name in ("minilm", DEFAULT_MODEL):
         return DEFAULT_MODEL
     if name in ("mpnet", MPNET):
-        return str(install_mpnet())
+        return os.path.relpath(install_mpnet())  # no path of this machine in the recorded runs
     return name
 
 

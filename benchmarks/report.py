@@ -18,12 +18,28 @@ TITLES = {
     "pair_features": "Linear probe on sentence pairs, by pair features (%), {shots} training example(s) per class",
 }
 PROTOCOL = (
-    "Black box: all-MiniLM-L6-v2, frozen, through `BlackBoxEmbedder` (mean pooling, unit-length vectors). "
+    "Black box: {black_box}, frozen, through `BlackBoxEmbedder` (mean pooling, unit-length vectors). "
     "LM-BFF splits, seeds 13, 21, 42, 87, 100 (fewer than 16 shots drawn from them by `load_fewshot`); "
     "accuracy on the full test sets, mean ± std (numpy, ddof=0) over the seeds; `avg` is the mean over tasks "
     "(clinc150, 150 classes, stands apart, after it). "
     "`dev`: whether the method selected anything on the dev split. Nothing is tuned on test."
 )
+
+
+def black_box_name(records: list[dict]) -> str:
+    """The black box the records were run on: the embedder's ``model`` (its folder's name), else the default."""
+
+    def models(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("BlackBoxEmbedder"), dict) and "model" in value["BlackBoxEmbedder"]:
+                yield str(value["BlackBoxEmbedder"]["model"])
+            for inner in value.values():
+                yield from models(inner)
+
+    found = {model for r in records for model in models(r.get("params") or {})}
+    if len(found) > 1:
+        raise ValueError(f"the records mix black boxes {sorted(found)}: give each its own --results-dir")
+    return Path(found.pop()).name if found else "all-MiniLM-L6-v2"
 
 
 def _ordered(values, order: list) -> list:
@@ -62,7 +78,7 @@ def accuracy_table(
     lines = [
         f"# {TITLES.get(group, group + ', {shots} shots').format(shots=shots)}",
         "",
-        PROTOCOL,
+        PROTOCOL.format(black_box=black_box_name(records)),
         "",
         "| method | dev | label text | " + " | ".join(tasks[:n_averaged] + ["avg"] + tasks[n_averaged:]) + " |",
         "|---|---|---|" + "---:|" * (len(tasks) + 1),
@@ -183,7 +199,7 @@ def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_o
     for ax in axes[:, 0]:
         ax.set_ylabel("mean test accuracy (%)")
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle("Few-shot accuracy on frozen all-MiniLM-L6-v2 (mean over seeds, then over tasks)")
+    fig.suptitle(f"Few-shot accuracy on frozen {black_box_name(records)} (mean over seeds, then over tasks)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

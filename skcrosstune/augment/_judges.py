@@ -44,6 +44,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
+from ..embedder import _row_norms
+
 __all__ = [
     "class_thresholds",
     "generator_proba",
@@ -160,8 +162,7 @@ def task_similarity(embedder, gold: list, candidates: list) -> tuple[np.ndarray,
 
 def _unit_rows(vectors) -> np.ndarray:
     dense = np.asarray(vectors.toarray() if hasattr(vectors, "toarray") else vectors, dtype=float)
-    norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    return dense / np.where(norms > 0, norms, 1.0)
+    return dense / _row_norms(dense)
 
 
 def class_thresholds(proba: np.ndarray, labels: list) -> dict:

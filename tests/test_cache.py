@@ -7,7 +7,7 @@ import pytest
 
 from skcrosstune.cache import query_through_store
 from skcrosstune.stores import open_store
-from skcrosstune.stores.base import encode_entry
+from skcrosstune.stores.base import legacy_checksum
 from skcrosstune.stores.sqlite import SQLiteStore
 
 
@@ -105,22 +105,37 @@ def test_misses_are_batched_longest_first(cache):
     assert batches == [["dddd", "ccc"], ["bb", "a"]]
 
 
+def _entry(store, text):
+    """The stored entry of ``text``, read straight from the file."""
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT entry FROM entries").fetchall()
+    conn.close()
+    key = bytes.fromhex(store.key(text))
+    (entry,) = [row[0] for row in rows if row[0][4:24] == key]
+    return entry
+
+
+def _replace_entry(store, text, entry):
+    key = bytes.fromhex(store.key(text))
+    with sqlite3.connect(store.path) as conn:
+        row_id = int.from_bytes(key[:8], "big") - (1 << 63)
+        assert conn.execute("UPDATE entries SET entry = ? WHERE id = ?", (entry, row_id)).rowcount == 1
+    conn.close()
+
+
 def test_storage_is_raw_float_bytes_not_pickle(cache):
     query_through_store(["a"], CountingBlackBox(), store=cache, batch_size=1)
-    with sqlite3.connect(cache.path) as conn:
-        dtype, shape, data = conn.execute("SELECT dtype, shape, data FROM entries").fetchone()
-    assert dtype == "<f4" and shape == "[4]"
-    np.testing.assert_array_equal(np.frombuffer(data, dtype="<f4"), fake_vector("a"))
+    entry = _entry(cache, "a")
+    # the format, the key, the header naming dtype and shape, a checksum, then the raw little-endian floats
+    assert entry[:4] == b"SKE3" and entry[4:24] == bytes.fromhex(cache.key("a"))
+    assert entry[26:32] == b"<f4|[4" and entry[-16:] == fake_vector("a").astype("<f4").tobytes()
 
 
 def test_a_corrupted_entry_is_detected_and_recomputed(cache):
     query_through_store(["a", "b"], CountingBlackBox(), store=cache, batch_size=4)
     cache.close()
-    key = cache.key("a")
-    with sqlite3.connect(cache.path) as conn:
-        (data,) = conn.execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
-        flipped = bytes([data[0] ^ 0xFF]) + data[1:]
-        conn.execute("UPDATE entries SET data = ? WHERE key = ?", (flipped, key))
+    entry = _entry(cache, "a")
+    _replace_entry(cache, "a", entry[:-16] + bytes([entry[-16] ^ 0xFF]) + entry[-15:])
     box = CountingBlackBox()
     out, report = query_through_store(["a", "b"], box, store=cache, batch_size=4)
     assert box.sent == ["a"]
@@ -136,7 +151,8 @@ def test_a_truncated_entry_is_never_returned(cache):
     query_through_store(["a"], CountingBlackBox(), store=cache, batch_size=4)
     cache.close()
     with sqlite3.connect(cache.path) as conn:
-        conn.execute("UPDATE entries SET data = substr(data, 1, 6)")
+        conn.execute("UPDATE entries SET entry = substr(entry, 1, length(entry) - 8)")
+    conn.close()
     box = CountingBlackBox()
     out, report = query_through_store(["a"], box, store=cache, batch_size=4)
     assert box.sent == ["a"] and report.n_corrupt == 1
@@ -148,11 +164,9 @@ def test_every_corrupt_entry_of_a_large_look_up_is_found_and_fetched_again(cache
     query_through_store(texts, CountingBlackBox(), store=cache, batch_size=400)
     cache.close()
     spoiled = [texts[i] for i in (3, 700, 1100, 1599)]
-    with sqlite3.connect(cache.path) as conn:
-        for text in spoiled:
-            (data,) = conn.execute("SELECT data FROM entries WHERE key = ?", (cache.key(text),)).fetchone()
-            flipped = data[:-1] + bytes([data[-1] ^ 0x01])  # one bit of one answer
-            conn.execute("UPDATE entries SET data = ? WHERE key = ?", (flipped, cache.key(text)))
+    for text in spoiled:
+        entry = _entry(cache, text)
+        _replace_entry(cache, text, entry[:-5] + bytes([entry[-5] ^ 0x01]) + entry[-4:])  # one bit of one answer
     box = CountingBlackBox()
     out, report = query_through_store(texts, box, store=cache, batch_size=400)
     assert sorted(box.sent) == sorted(spoiled)
@@ -171,34 +185,49 @@ def test_keys_sharing_their_first_64_bits_are_never_confused(cache):
     np.testing.assert_array_equal(found[second], np.zeros(4, np.float32))
 
 
-def _write_first_layout(store, rows):
-    """Rows ``(key, dtype, shape, data, checksum)`` in a file of the first layout, as earlier versions wrote it."""
-    with sqlite3.connect(store.legacy_path) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, "
-            "data BLOB NOT NULL, checksum TEXT NOT NULL)"
-        )
-        conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+def _earlier_row(key, array):
+    """``(key, dtype, shape, data, checksum)``: an entry as the first two file layouts kept it."""
+    dtype, shape, data = array.dtype.str, f"[{', '.join(map(str, array.shape))}]", array.tobytes()
+    return key, dtype, shape, data, legacy_checksum(data, dtype, shape)
+
+
+def _write_earlier_layout(store, layout, rows):
+    """Rows ``(key, dtype, shape, data, checksum)`` in a file of an earlier layout, as earlier versions wrote it."""
+    path = store.earlier_paths[layout - 1]
+    with sqlite3.connect(path) as conn:
+        if layout == 1:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, dtype TEXT NOT NULL, "
+                "shape TEXT NOT NULL, data BLOB NOT NULL, checksum TEXT NOT NULL)"
+            )
+            conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+        else:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, key TEXT NOT NULL, dtype TEXT NOT NULL, "
+                "shape TEXT NOT NULL, data BLOB NOT NULL, checksum TEXT NOT NULL)"
+            )
+            rows = [(int(row[0][:16], 16) - (1 << 63), *row) for row in rows]
+            conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.close()
+    return path
 
 
-def test_answers_in_a_file_of_the_first_layout_are_kept(tmp_path):
+@pytest.mark.parametrize("layout", [1, 2])
+def test_answers_in_a_file_of_an_earlier_layout_are_kept(tmp_path, layout):
     folder = tmp_path / "cache"
     folder.mkdir(mode=0o700)
     store = SQLiteStore(folder, FINGERPRINT)
-    spoiled = encode_entry(fake_vector("c"))[:3] + ("0" * 32,)
-    _write_first_layout(
-        store, [(store.key(t), *encode_entry(fake_vector(t))) for t in "ab"] + [(store.key("c"), *spoiled)]
-    )
-    before = store.legacy_path.read_bytes()
+    spoiled = _earlier_row(store.key("c"), fake_vector("c"))[:4] + ("0" * 32,)
+    path = _write_earlier_layout(store, layout, [_earlier_row(store.key(t), fake_vector(t)) for t in "ab"] + [spoiled])
+    before = path.read_bytes()
     store.check()
     box = CountingBlackBox()
     out, report = query_through_store(["a", "b", "c"], box, store=store, batch_size=4)
-    assert box.sent == ["c"] and report.n_cached == 2  # a first-layout entry failing its checksum is not copied
+    assert box.sent == ["c"] and report.n_cached == 2  # an entry failing its checksum is not copied
     np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in "abc"]))
-    assert store.legacy_path.read_bytes() == before  # left as it was: an older version may still use it
+    assert path.read_bytes() == before  # left as it was: an older version may still use it
     # what an older version adds to that file later is copied when the store is next opened
-    _write_first_layout(store, [(store.key("d"), *encode_entry(fake_vector("d")))])
+    _write_earlier_layout(store, layout, [_earlier_row(store.key("d"), fake_vector("d"))])
     box = CountingBlackBox()
     query_through_store(["a", "d"], box, store=reopen(folder), batch_size=4)
     assert box.sent == []

@@ -31,7 +31,14 @@ from sklearn.pipeline import make_pipeline
 from skcrosstune import BlackBoxEmbedder, cache
 from skcrosstune.cache import query_through_store
 from skcrosstune.stores import StoreError, open_store, query_counts
-from skcrosstune.stores.base import entry_key, fingerprint_digest, new_owner
+from skcrosstune.stores.base import (
+    entry_key,
+    fingerprint_digest,
+    legacy_checksum,
+    new_owner,
+    pack_entries,
+    unpack_entries,
+)
 from skcrosstune.stores.sqlite import ALLOW_SHARED_ENV, SQLiteStore
 
 from .test_cache import CountingBlackBox, fake_vector
@@ -72,6 +79,57 @@ def test_entries_are_checksummed_bytes_scoped_by_fingerprint(location, fingerpri
     np.testing.assert_array_equal(found[store.key("a")], fake_vector("a"))
     other = open_store(location, {**fingerprint, "model": "another"})
     assert other.get_many([other.key("a")]) == ({}, 0)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.arange(5, dtype="<f4"), np.arange(6, dtype=">f8").reshape(2, 3), np.frombuffer(b"text", np.uint8)],
+    ids=["float32", "big-endian float64 2-d", "bytes"],
+)
+def test_every_damaged_byte_of_an_entry_is_caught(array):
+    (entry,) = pack_entries([("ab" * 20, array)])
+    found, bad = unpack_entries([entry])
+    np.testing.assert_array_equal(found[0][2][0], array)
+    assert found[0][2][0].dtype == array.dtype and len(bad) == 0
+    damaged = [entry[:i] + bytes([entry[i] ^ flip]) + entry[i + 1 :] for i in range(len(entry)) for flip in (1, 0x80)]
+    damaged += [entry[:-8], entry + bytes(8), bytes(len(entry)), entry.decode("latin-1")]
+    found, bad = unpack_entries(damaged)
+    assert found == [] and bad.tolist() == list(range(len(damaged)))
+
+
+def test_an_entry_kept_under_another_key_is_never_served(location, fingerprint):
+    store = open_store(location, fingerprint)
+    store.put_many([(store.key("a"), fake_vector("a"))])
+    (entry,) = pack_entries([(store.key("a"), fake_vector("a"))])
+    if location.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(location).set(f"skcrosstune:e:{store.key('b')}", entry)
+    else:
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(
+                "INSERT INTO entries (id, entry) VALUES (?, ?)", (int(store.key("b")[:16], 16) - (1 << 63), entry)
+            )
+        conn.close()
+    box = CountingBlackBox()
+    out, _ = query_through_store(["a", "b"], box, store=store, batch_size=4)
+    assert box.sent == ["b"]
+    np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))
+
+
+def test_redis_answers_written_by_earlier_versions_are_still_served(redis_server, fingerprint):
+    import redis
+
+    store = open_store(redis_server, fingerprint)
+    client = redis.Redis.from_url(redis_server)
+    for text, checksum in (("a", None), ("b", "0" * 32)):  # "b" fails its checksum
+        data = fake_vector(text).tobytes()
+        checksum = checksum or legacy_checksum(data, "<f4", "[4]")
+        client.set(f"skcrosstune:e:{store.key(text)}", b"<f4\n[4]\n" + checksum.encode() + b"\n" + data)
+    box = CountingBlackBox()
+    out, report = query_through_store(["a", "b"], box, store=store, batch_size=4)
+    assert box.sent == ["b"] and report.n_cached == 1 and report.n_corrupt == 1
+    np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import importlib
 import json
+import math
 import os
 import pkgutil
 import socket
@@ -104,21 +105,150 @@ def _key_prefix(digest: str):
 
 
 # ------------------------------------------------------------------ entries
-def checksum(data: bytes, dtype: str, shape: str) -> str:
-    """The checksum kept with an entry: covers its dtype, shape and bytes."""
-    h = hashlib.blake2b(dtype.encode(), digest_size=16)
-    h.update(shape.encode())
-    h.update(data)
-    return h.hexdigest()
+# An entry as every store kind keeps it: one byte string, read and checked in bulk.
+#
+#   0   b"SKE3"                    the format (a store never reads another format as its own)
+#   4   the key, 20 raw bytes      the entry says whose answer it is
+#   24  header length, u16 LE
+#   26  header, ASCII "<dtype>|<shape JSON>", padded with spaces to a multiple of 8 bytes
+#   H   checksum, u64 LE
+#   H+8 the array's bytes, padded with zeros to a multiple of 8
+#
+# The checksum is a weighted sum of the entry's other 64-bit words, modulo 2**64,
+# with odd weights: it catches any damage to one word (a flipped bit, a torn
+# page, a truncation or a swap of entries is caught by the size, key and
+# header checks) and is computed for thousands of entries by one numpy
+# product. It is a check against damage, not against tampering: whoever can
+# write a store can plant any answer (see each kind's trust model), and
+# nothing in an entry is ever executed, so nothing is gained by a
+# cryptographic hash on this hot path.
+MAGIC = b"SKE3"
+KEY_BYTES = 20
+_HEADER_AT = 26
+_SEED = 0x736B63726F737374  # the checksum of an entry whose words are all zero
+_STEP = 0x9E3779B97F4A7C15
 
 
-def encode_entry(array) -> tuple[str, str, bytes, str]:
-    """``(dtype, shape, data, checksum)`` of an array: what a store keeps."""
-    array = np.ascontiguousarray(array)
-    if array.dtype.hasobject:
-        raise TypeError("A store keeps numeric arrays only, never Python objects.")
-    dtype, shape, data = array.dtype.str, json.dumps(list(array.shape)), array.tobytes()
-    return dtype, shape, data, checksum(data, dtype, shape)
+@functools.lru_cache(maxsize=64)
+def _weights(n_words: int, at: int) -> np.ndarray:
+    """The checksum weights of an entry of ``n_words`` words whose checksum is word ``at`` (weight 0 there)."""
+    weights = (np.arange(1, n_words + 1, dtype=np.uint64) * np.uint64(_STEP)) | np.uint64(1)
+    weights[at] = 0
+    weights.flags.writeable = False
+    return weights
+
+
+def _entry_checksums(words: np.ndarray, at: int) -> np.ndarray:
+    """The checksums of entries given as rows of 64-bit little-endian words."""
+    with np.errstate(over="ignore"):
+        return (words @ _weights(words.shape[1], at)) + np.uint64(_SEED)
+
+
+@functools.lru_cache(maxsize=256)
+def _header(dtype: str, shape: tuple) -> bytes:
+    """The header field of an array's entry: its length, then its text padded to the checksum's alignment."""
+    text = f"{dtype}|{json.dumps(list(shape))}".encode("ascii")
+    padded = text + b" " * (-(_HEADER_AT + len(text)) % 8)
+    return len(padded).to_bytes(2, "little") + padded
+
+
+def raw_keys(keys: Sequence[str]) -> np.ndarray:
+    """Keys (40 hexadecimal digits each) as rows of 20 raw bytes."""
+    try:
+        raw = bytes.fromhex("".join(keys))
+    except (ValueError, TypeError):
+        raw = b""
+    if len(raw) != KEY_BYTES * len(keys) or any(len(key) != 2 * KEY_BYTES for key in keys):
+        raise ValueError("Store keys are 40 hexadecimal digits each, as Store.key gives them.")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+
+
+def pack_entries(entries: Iterable[tuple[str, np.ndarray]]) -> list[bytes]:
+    """The stored form of ``(key, array)`` pairs, in their order (see the layout above).
+
+    Arrays of one dtype and shape are packed and checksummed together.
+    """
+    entries = list(entries)
+    packed: list[bytes | None] = [None] * len(entries)
+    groups: dict[tuple, list[int]] = {}
+    arrays = []
+    for position, (_, array) in enumerate(entries):
+        array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise TypeError("A store keeps numeric arrays only, never Python objects.")
+        arrays.append(array)
+        groups.setdefault((array.dtype.str, array.shape), []).append(position)
+    for (dtype, shape), positions in groups.items():
+        header = _header(dtype, shape)
+        at = _HEADER_AT - 2 + len(header)  # the checksum's byte offset, a multiple of 8
+        size = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
+        width = at + 8 + size + (-size % 8)
+        rows = np.zeros((len(positions), width), dtype=np.uint8)
+        rows[:, :4] = np.frombuffer(MAGIC, dtype=np.uint8)
+        rows[:, 4 : 4 + KEY_BYTES] = raw_keys([entries[p][0] for p in positions])
+        rows[:, _HEADER_AT - 2 : at] = np.frombuffer(header, dtype=np.uint8)
+        if size:
+            stacked = np.stack([arrays[p] for p in positions]).astype(dtype, copy=False).reshape(len(positions), -1)
+            rows[:, at + 8 : at + 8 + size] = np.ascontiguousarray(stacked).view(np.uint8)
+        words = rows.view("<u8")
+        words[:, at // 8] = _entry_checksums(words, at // 8)
+        flat = rows.tobytes()
+        for i, position in enumerate(positions):
+            packed[position] = flat[i * width : (i + 1) * width]
+    return packed
+
+
+def unpack_entries(blobs: Sequence) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    """Check and decode stored entries in bulk: ``([(indices, keys, block), ...], bad)``.
+
+    For each distinct dtype and shape: the indices in ``blobs`` of its sound
+    entries, their keys (rows of 20 raw bytes) and their arrays stacked in
+    one block, in the same order. ``bad``: the indices of the entries that
+    are not sound (not bytes, another format, a wrong size, header or
+    checksum), which are never decoded.
+    """
+    lengths = np.fromiter((len(blob) if type(blob) is bytes else -1 for blob in blobs), dtype=np.intp, count=len(blobs))
+    found, bad = [], [np.flatnonzero((lengths < _HEADER_AT + 14) | (lengths % 8 != 0))]
+    for width in np.unique(lengths[(lengths >= _HEADER_AT + 14) & (lengths % 8 == 0)]):
+        indices = np.flatnonzero(lengths == width)
+        rows = np.frombuffer(b"".join([blobs[i] for i in indices]), dtype=np.uint8).reshape(len(indices), width)
+        todo = np.ones(len(indices), dtype=bool)
+        while todo.any():  # one pass per distinct header of this width (almost always one)
+            first = np.flatnonzero(todo)[0]
+            at = _HEADER_AT + int(rows[first, _HEADER_AT - 2]) + (int(rows[first, _HEADER_AT - 1]) << 8)
+            same = todo & np.all(rows[:, 4 + KEY_BYTES : at] == rows[first, 4 + KEY_BYTES : at], axis=1)
+            todo &= ~same
+            kind, dims = _header_layout(bytes(rows[first, _HEADER_AT:at]))
+            size = -1 if kind is None else kind.itemsize * math.prod(dims)
+            if at % 8 or at + 8 + size + (-size % 8) != width:
+                bad.append(indices[same])
+                continue
+            group = rows[same]
+            sound = np.all(group[:, :4] == np.frombuffer(MAGIC, dtype=np.uint8), axis=1)
+            words = group.view("<u8")
+            sound &= words[:, at // 8] == _entry_checksums(words, at // 8)
+            bad.append(indices[same][~sound])
+            if sound.any():
+                block = group[sound, at + 8 : at + 8 + size].view(kind).reshape(int(sound.sum()), *dims)
+                found.append((indices[same][sound], group[sound, 4 : 4 + KEY_BYTES], block))
+    return found, np.sort(np.concatenate(bad)).astype(np.intp)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_layout(text: bytes) -> tuple[np.dtype | None, tuple[int, ...]]:
+    """The dtype and shape an entry's header names; ``(None, ())`` when it names none."""
+    try:
+        dtype, shape = text.decode("ascii").rstrip(" ").rsplit("|", 1)
+        kind, dims = layout(dtype, shape)
+    except (ValueError, TypeError):
+        return None, ()
+    return kind, dims
+
+
+def key_ids(raw_keys: np.ndarray) -> np.ndarray:
+    """The signed 64-bit numbers of keys given as raw bytes: their first 8 bytes, big-endian, top bit flipped."""
+    first = np.ascontiguousarray(raw_keys[:, :8]).view(">u8").ravel().astype(np.uint64)
+    return (first ^ np.uint64(1 << 63)).view(np.int64)
 
 
 @functools.lru_cache(maxsize=256)
@@ -133,11 +263,21 @@ def layout(dtype: str, shape: str) -> tuple[np.dtype, tuple[int, ...]]:
     return kind, tuple(dims)
 
 
-def decode_entry(dtype, shape, data, expected) -> np.ndarray | None:
-    """The (read-only) array of an entry, or None when it fails its checksum or cannot be decoded."""
+# Entries as the first two SQLite layouts and earlier Redis stores kept them (dtype, shape, data and a
+# BLAKE2b checksum): read when their answers are carried over, never written.
+def legacy_checksum(data: bytes, dtype: str, shape: str) -> str:
+    """The checksum the earlier entry format kept: BLAKE2b of its dtype, shape and bytes."""
+    h = hashlib.blake2b(dtype.encode(), digest_size=16)
+    h.update(shape.encode())
+    h.update(data)
+    return h.hexdigest()
+
+
+def decode_legacy_entry(dtype, shape, data, expected) -> np.ndarray | None:
+    """The array of an entry of the earlier format, or None when it fails its checksum or cannot be decoded."""
     if not isinstance(data, bytes) or not isinstance(dtype, str) or not isinstance(shape, str):
         return None
-    if checksum(data, dtype, shape) != expected:
+    if legacy_checksum(data, dtype, shape) != expected:
         return None
     try:
         kind, dims = layout(dtype, shape)

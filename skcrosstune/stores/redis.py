@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .base import Store, StoreError, decode_entry, encode_entry, owner_is_gone
+from .base import MAGIC, Store, StoreError, decode_legacy_entry, owner_is_gone, pack_entries, raw_keys, unpack_entries
 
 __all__ = ["PASSWORD_ENV", "RedisStore"]
 
@@ -139,27 +139,41 @@ class RedisStore(Store):
 
     # -- entries -------------------------------------------------------------
     def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-        """Stored arrays for ``keys``; entries failing their checksum are deleted and left out."""
-        client = self._connect()
-        found, corrupt = {}, []
+        """Stored arrays for ``keys``; entries failing their checks are deleted and left out."""
         keys = list(keys)
+        if not keys:
+            return {}, 0
+        client = self._connect()
+        asked = raw_keys(keys)
+        values = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            for key, value in zip(chunk, client.mget([f"{_PREFIX}e:{k}" for k in chunk]), strict=True):
-                if value is None:
-                    continue
-                array = _decode(value)
+            values += client.mget([f"{_PREFIX}e:{k}" for k in chunk])
+        current = [i for i, value in enumerate(values) if value is not None and value[:4] == MAGIC]
+        found_groups, bad = unpack_entries([values[i] for i in current])
+        found, corrupt = {}, {keys[current[i]] for i in bad}
+        for indices, found_keys, block in found_groups:
+            for index, found_key, row in zip(indices.tolist(), found_keys, block, strict=True):
+                position = current[index]
+                if (found_key == asked[position]).all():
+                    found[keys[position]] = row
+                else:  # an entry kept under another key than its own
+                    corrupt.add(keys[position])
+        for position, value in enumerate(values):  # entries written by earlier versions
+            if value is not None and value[:4] != MAGIC:
+                array = _decode_legacy(value)
                 if array is None:
-                    corrupt.append(key)
+                    corrupt.add(keys[position])
                 else:
-                    found[key] = array
+                    found[keys[position]] = array
         if corrupt:
             client.delete(*[f"{_PREFIX}e:{k}" for k in corrupt])
         return found, len(corrupt)
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays with one ``MSET``: all of them, or none."""
-        mapping = {f"{_PREFIX}e:{key}": _encode(array) for key, array in entries}
+        entries = list(entries)
+        mapping = {f"{_PREFIX}e:{key}": value for (key, _), value in zip(entries, pack_entries(entries), strict=True)}
         if mapping:
             self._connect().mset(mapping)
 
@@ -226,12 +240,8 @@ class RedisStore(Store):
 _SCRIPTS = {"claim": _CLAIM, "take_over": _TAKE_OVER, "update": _UPDATE}
 
 
-def _encode(array) -> bytes:
-    dtype, shape, data, checksum = encode_entry(array)
-    return f"{dtype}\n{shape}\n{checksum}\n".encode() + data
-
-
-def _decode(value: bytes) -> np.ndarray | None:
+def _decode_legacy(value: bytes) -> np.ndarray | None:
+    """An entry as versions before the common entry format wrote it: dtype, shape and checksum lines, then the bytes."""
     parts = value.split(b"\n", 3)
     if len(parts) != 4:
         return None
@@ -239,4 +249,4 @@ def _decode(value: bytes) -> np.ndarray | None:
         dtype, shape, checksum = (part.decode("ascii") for part in parts[:3])
     except UnicodeDecodeError:
         return None
-    return decode_entry(dtype, shape, parts[3], checksum)
+    return decode_legacy_entry(dtype, shape, parts[3], checksum)

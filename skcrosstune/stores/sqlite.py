@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sqlite3
 import stat
@@ -38,7 +37,17 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .base import Store, StoreError, checksum, encode_entry, layout, owner_is_gone
+from .base import (
+    KEY_BYTES,
+    Store,
+    StoreError,
+    decode_legacy_entry,
+    key_ids,
+    owner_is_gone,
+    pack_entries,
+    raw_keys,
+    unpack_entries,
+)
 
 __all__ = ["ALLOW_SHARED_ENV", "SQLiteStore"]
 
@@ -46,23 +55,26 @@ __all__ = ["ALLOW_SHARED_ENV", "SQLiteStore"]
 ALLOW_SHARED_ENV = "SKCROSSTUNE_ALLOW_SHARED_STORE"
 
 #: The file layout; a new layout gets a new file name, so no version reads another's file as its own.
-LAYOUT = 2
+LAYOUT = 3
+#: The files of earlier layouts, whose answers are carried over (``{digest}`` is the fingerprint's): the first
+#: kept the key as the primary key with a separate index, the second the key's first 64 bits as the row id
+#: beside the key, dtype, shape, data and a BLAKE2b checksum in columns of their own.
+_EARLIER_LAYOUTS = ("{digest}.sqlite3", "{digest}.v2.sqlite3")
 _SCHEMA = (
-    # id: the key's first 64 bits, so a look-up is one B-tree search of the table (no separate index); the full
-    # key is kept and compared on every read, so two keys sharing their first 64 bits are never confused
-    "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, key TEXT NOT NULL, dtype TEXT NOT NULL, "
-    "shape TEXT NOT NULL, data BLOB NOT NULL, checksum TEXT NOT NULL)",
+    # id: the key's first 64 bits, so a look-up is one B-tree search of the table (no separate index); the
+    # entry (stores.base's format) holds the full key, compared on every read, so two keys sharing their first
+    # 64 bits are never confused, and everything else about the answer, checked in bulk: one value per row
+    "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, entry BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS imported (source TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL)",
 )
 _TABLES = {"entries", "claims", "counters", "imported"}
-_COLUMNS = "id, key, dtype, shape, data, checksum"
-_INTO = f"INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_INTO = "INTO entries (id, entry) VALUES (?, ?)"
 _INSERT = f"INSERT OR REPLACE {_INTO}"
 _CHUNK = 500  # keys per statement, under SQLite's variable limit
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-_ID_OFFSET = 1 << 63
+_ID_OFFSET = 1 << 63  # row ids run from -2**63
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -76,11 +88,6 @@ def _reader_pool() -> ThreadPoolExecutor:
         if _pool is None or _pool[0] != os.getpid():
             _pool = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="skcrosstune-store-reader"))
         return _pool[1]
-
-
-def _row_id(key: str) -> int:
-    """The table row of a key (hex text): its first 64 bits as a signed 64-bit integer."""
-    return int(key[:16], 16) - _ID_OFFSET
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,9 +123,9 @@ class SQLiteStore(Store):
         return self.directory / f"{self.digest}.v{LAYOUT}.sqlite3"
 
     @property
-    def legacy_path(self) -> Path:
-        """Where the first file layout (key as the primary key, a separate index) kept this fingerprint's answers."""
-        return self.directory / f"{self.digest}.sqlite3"
+    def earlier_paths(self) -> list[Path]:
+        """Where the earlier file layouts kept this fingerprint's answers (carried over when the store opens)."""
+        return [self.directory / name.format(digest=self.digest) for name in _EARLIER_LAYOUTS]
 
     # -- the folder and its files ------------------------------------------
     def check(self) -> None:
@@ -132,17 +139,20 @@ class SQLiteStore(Store):
         self._import_legacy()
 
     def _import_legacy(self) -> None:
-        """Copy in the sound answers of a first-layout file that are not copied yet; that file is left as it is.
+        """Copy in the sound answers of earlier-layout files not copied yet; those files are left as they are.
 
-        An older skcrosstune may still be adding to it: what it added since
+        An older skcrosstune may still be adding to one: what it added since
         the last import is copied the next time a process opens this store.
         """
-        source = self.legacy_path
-        try:
-            if not stat.S_ISREG(os.lstat(source).st_mode):
-                return
-        except FileNotFoundError:
-            return
+        for source in self.earlier_paths:
+            try:
+                if not stat.S_ISREG(os.lstat(source).st_mode):
+                    continue
+            except FileNotFoundError:
+                continue
+            self._import_file(source)
+
+    def _import_file(self, source: Path) -> None:
         conn = self._connect()
         row = conn.execute("SELECT last_rowid FROM imported WHERE source = ?", (source.name,)).fetchone()
         try:
@@ -153,7 +163,9 @@ class SQLiteStore(Store):
                     (row[0] if row else 0,),
                 )
                 while batch := cursor.fetchmany(2000):
-                    rows = _keepable([(_row_of_key(key), key, *rest) for _, key, *rest in batch])
+                    sound = [(key, decode_legacy_entry(*rest)) for _, key, *rest in batch if _is_key(key)]
+                    sound = [(key, array) for key, array in sound if array is not None]
+                    rows = _rows(sound)
                     with _transaction(conn):  # a batch at a time: other users of the store wait little
                         conn.executemany(f"INSERT OR IGNORE {_INTO}", rows)
                         conn.execute(
@@ -165,10 +177,10 @@ class SQLiteStore(Store):
                 legacy.close()
         except sqlite3.Error as exc:
             warnings.warn(
-                f"The store file {source} of the previous layout could not be read to the end ({exc}); the "
+                f"The store file {source} of an earlier layout could not be read to the end ({exc}); the "
                 f"answers not copied from it to {self.path.name} will be queried again.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     def _prepare_folder(self) -> None:
@@ -362,54 +374,67 @@ class SQLiteStore(Store):
     def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """Stored arrays for ``keys`` (distinct), stacked per dtype and shape; see :meth:`Store.get_stacked`.
 
-        Each entry is checked on its own (its full key, then its checksum);
-        those failing their checksum are deleted and left out. Many keys are
-        read by two threads, each with its own connection: SQLite searches
-        the file while the other thread decodes.
+        The keys are looked up in the order of their row ids, 500 to a
+        statement; many keys are read by two threads, each with its own
+        connection, so that SQLite searches the file in one while the other
+        checks entries. Each entry is checked in bulk (stores.base): its full
+        key, format, size and checksum; those failing are deleted and left out.
         """
         keys = list(keys)
-        chunks = [range(start, min(start + _CHUNK, len(keys))) for start in range(0, len(keys), _CHUNK)]
+        if not keys:
+            return [], 0
+        raw = raw_keys(keys)
+        ids = key_ids(raw)
+        order = np.argsort(ids, kind="stable")
+        ids, raw = ids[order], raw[order]
+        chunks = [ids[start : start + _CHUNK].tolist() for start in range(0, len(ids), _CHUNK)]
         if len(chunks) > 1:
-            helper = _reader_pool().submit(self._read_chunks, keys, chunks[1::2])
-            parts = [self._read_chunks(keys, chunks[0::2]), helper.result()]
+            helper = _reader_pool().submit(self._read, chunks[1::2])
+            reads = [self._read(chunks[0::2]), helper.result()]
         else:
-            parts = [self._read_chunks(keys, chunks)]
+            reads = [self._read(chunks)]
+        groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for found, _ in reads:
+            for found_keys, block in found:
+                found_ids = key_ids(found_keys)
+                at = np.searchsorted(ids, found_ids)  # where each entry's key was asked, if it was
+                at[at == len(ids)] = 0
+                mine = np.all(raw[at] == found_keys, axis=1)
+                for j in np.flatnonzero(~mine):  # keys sharing their first 64 bits, asked together (rare)
+                    for candidate in range(at[j] + 1, int(np.searchsorted(ids, found_ids[j], side="right"))):
+                        if (raw[candidate] == found_keys[j]).all():
+                            at[j], mine[j] = candidate, True
+                if not mine.any():  # an entry of another key sharing the first 64 bits: a miss for the key asked
+                    continue
+                groups.setdefault((block.dtype.str, block.shape[1:]), []).append((order[at[mine]], block[mine]))
         blocks = []
-        for dtype, shape in {group: None for groups, _ in parts for group in groups}:
-            kind, dims = layout(dtype, shape)
-            found = [groups[dtype, shape] for groups, _ in parts if (dtype, shape) in groups]
-            datas = [data for _, part in found for data in part]
-            block = np.frombuffer(b"".join(datas), dtype=kind).reshape(len(datas), *dims)
-            blocks.append((np.array([p for part, _ in found for p in part], dtype=np.intp), block))
-        return blocks, sum(n_corrupt for _, n_corrupt in parts)
+        for parts in groups.values():
+            positions = np.concatenate([p for p, _ in parts])
+            block = np.concatenate([b for _, b in parts]) if len(parts) > 1 else parts[0][1]
+            arranged = np.argsort(positions, kind="stable")
+            blocks.append((positions[arranged], block[arranged]))
+        return blocks, sum(n_corrupt for _, n_corrupt in reads)
 
-    def _read_chunks(self, keys: list[str], chunks: list[range]) -> tuple[dict, int]:
-        """``({(dtype, shape): (positions, datas)}, n_corrupt)`` of the sound entries of the ``chunks`` of ``keys``."""
+    def _read(self, chunks: list[list[int]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """``([(keys, block), ...], n_corrupt)``: the sound entries stored at the row ids of ``chunks``."""
 
         def read(conn):
-            groups: dict[tuple, tuple[list[int], list[bytes]]] = {}
-            corrupt = []
+            blobs = []
             for chunk in chunks:
-                where = {_row_id(keys[position]): position for position in chunk}
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM entries WHERE id IN ({_marks(len(where))})", list(where)
-                ).fetchall()
-                for row_id, key, dtype, shape, data, digest in rows:
-                    position = where[row_id]
-                    if key != keys[position]:  # another key sharing the first 64 bits: a miss for this one
-                        continue
-                    if not _sound(dtype, shape, data, digest):
-                        corrupt.append((row_id, digest))
-                        continue
-                    group = groups.get((dtype, shape))
-                    if group is None:
-                        group = groups[dtype, shape] = ([], [])
-                    group[0].append(position)
-                    group[1].append(data)
-            if corrupt:
+                rows = conn.execute(f"SELECT entry FROM entries WHERE id IN ({_marks(len(chunk))})", chunk).fetchall()
+                blobs += [row[0] for row in rows]
+            found, bad = unpack_entries(blobs)
+            if len(bad):
+                spoiled = {blobs[i] for i in bad}
+                stored = [
+                    row
+                    for chunk in chunks
+                    for row in conn.execute(f"SELECT id, entry FROM entries WHERE id IN ({_marks(len(chunk))})", chunk)
+                    if row[1] in spoiled
+                ]
                 with _transaction(conn):  # only if still the entry read: a repaired one is kept
-                    conn.executemany("DELETE FROM entries WHERE id = ? AND checksum IS ?", corrupt)
-            return groups, len(corrupt)
+                    conn.executemany("DELETE FROM entries WHERE id = ? AND entry IS ?", stored)
+            return [(found_keys, block) for _, found_keys, block in found], len(bad)
 
         return self._run(read)
 
@@ -421,7 +446,7 @@ class SQLiteStore(Store):
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays in one transaction: all of them are committed, or none."""
-        rows = [(_row_id(key), key, *encode_entry(array)) for key, array in entries]
+        rows = _rows(list(entries))
 
         def write(conn):
             with _transaction(conn):
@@ -543,36 +568,28 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in message or "not a database" in message or "no such table" in message
 
 
-@functools.lru_cache(maxsize=256)
-def _entry_size(dtype: str, shape: str) -> int:
-    """The bytes an entry of this dtype and shape holds; -1 when the header names no array."""
-    try:
-        kind, dims = layout(dtype, shape)
-    except (ValueError, TypeError):
-        return -1
-    return kind.itemsize * math.prod(dims)
+def _is_key(key) -> bool:
+    """Whether a value read back from a file is a store key (40 hexadecimal digits)."""
+    return isinstance(key, str) and len(key) == 2 * KEY_BYTES and all(c in "0123456789abcdef" for c in key)
 
 
-def _sound(dtype, shape, data, digest) -> bool:
-    """Whether an entry as read can be served: the types it was written with, its checksum, its size."""
-    if type(data) is not bytes or type(dtype) is not str or type(shape) is not str:
-        return False
-    return checksum(data, dtype, shape) == digest and _entry_size(dtype, shape) == len(data)
-
-
-def _row_of_key(key) -> int | None:
-    """The table row of a key read back from a file (None when it is no key)."""
-    if not isinstance(key, str) or len(key) != 40:
-        return None
-    try:
-        return _row_id(key)
-    except ValueError:
-        return None
+def _rows(entries: list[tuple[str, np.ndarray]]) -> list[tuple[int, bytes]]:
+    """``(row id, entry)`` of ``(key, array)`` pairs, in row order (nearby rows are written together)."""
+    if not entries:
+        return []
+    ids = key_ids(raw_keys([key for key, _ in entries])).tolist()
+    return sorted(zip(ids, pack_entries(entries), strict=True))
 
 
 def _keepable(rows: list[tuple]) -> list[tuple]:
-    """The rows read whose id is their key's and which pass their checksum."""
-    return [row for row in rows if _row_of_key(row[1]) == row[0] and _sound(*row[2:])]
+    """The ``(id, entry)`` rows read whose entry is sound and whose id is its key's."""
+    found, _ = unpack_entries([entry for _, entry in rows])
+    keep = []
+    for indices, found_keys, _ in found:
+        for index, row_id in zip(indices.tolist(), key_ids(found_keys).tolist(), strict=True):
+            if rows[index][0] == row_id:
+                keep.append(rows[index])
+    return keep
 
 
 def _readable(conn: sqlite3.Connection, start: int) -> bool:
@@ -609,7 +626,7 @@ def _salvage(path: Path):
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error:
         return
-    select = f"SELECT {_COLUMNS} FROM entries WHERE id >= ? ORDER BY id"
+    select = "SELECT id, entry FROM entries WHERE id >= ? ORDER BY id"
     low = -_ID_OFFSET
     try:
         while low is not None:
@@ -647,7 +664,7 @@ def _past_damage(conn: sqlite3.Connection, low: int) -> tuple[int | None, tuple 
     if not first:
         return None, None
     try:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", first[0]).fetchone()
+        row = conn.execute("SELECT id, entry FROM entries WHERE id = ?", first[0]).fetchone()
     except sqlite3.Error:
         row = None
     return (first[0][0] + 1 if first[0][0] < _ID_OFFSET - 1 else None), row

@@ -207,7 +207,10 @@ def unpack_entries(blobs: Sequence) -> tuple[list[tuple[np.ndarray, np.ndarray, 
     are not sound (not bytes, another format, a wrong size, header or
     checksum), which are never decoded.
     """
-    lengths = np.fromiter((len(blob) if type(blob) is bytes else -1 for blob in blobs), dtype=np.intp, count=len(blobs))
+    if set(map(type, blobs)) <= {bytes}:
+        lengths = np.fromiter(map(len, blobs), dtype=np.intp, count=len(blobs))
+    else:  # values of other types read back from a damaged or planted store
+        lengths = np.array([len(blob) if type(blob) is bytes else -1 for blob in blobs], dtype=np.intp)
     found, bad = [], [np.flatnonzero((lengths < _HEADER_AT + 14) | (lengths % 8 != 0))]
     for width in np.unique(lengths[(lengths >= _HEADER_AT + 14) & (lengths % 8 == 0)]):
         indices = np.flatnonzero(lengths == width)
@@ -215,23 +218,83 @@ def unpack_entries(blobs: Sequence) -> tuple[list[tuple[np.ndarray, np.ndarray, 
         todo = np.ones(len(indices), dtype=bool)
         while todo.any():  # one pass per distinct header of this width (almost always one)
             first = np.flatnonzero(todo)[0]
-            at = _HEADER_AT + int(rows[first, _HEADER_AT - 2]) + (int(rows[first, _HEADER_AT - 1]) << 8)
+            at, kind, dims = _entry_layout(rows[first])
             same = todo & np.all(rows[:, 4 + KEY_BYTES : at] == rows[first, 4 + KEY_BYTES : at], axis=1)
             todo &= ~same
-            kind, dims = _header_layout(bytes(rows[first, _HEADER_AT:at]))
-            size = -1 if kind is None else kind.itemsize * math.prod(dims)
-            if at % 8 or at + 8 + size + (-size % 8) != width:
+            if kind is None or _entry_width(at, kind, dims) != width:
                 bad.append(indices[same])
                 continue
-            group = rows[same]
-            sound = np.all(group[:, :4] == np.frombuffer(MAGIC, dtype=np.uint8), axis=1)
-            words = group.view("<u8")
-            sound &= words[:, at // 8] == _entry_checksums(words, at // 8)
-            bad.append(indices[same][~sound])
-            if sound.any():
-                block = group[sound, at + 8 : at + 8 + size].view(kind).reshape(int(sound.sum()), *dims)
-                found.append((indices[same][sound], group[sound, 4 : 4 + KEY_BYTES], block))
+            group, members = (rows, indices) if same.all() else (rows[same], indices[same])  # no copy if one header
+            sound = _sound_rows(group, at)
+            if not sound.all():
+                bad.append(members[~sound])
+                group, members = group[sound], members[sound]
+            if len(members):
+                found.append((members, *_keys_and_block(group, at, kind, dims)))
     return found, np.sort(np.concatenate(bad)).astype(np.intp)
+
+
+def split_entries(joined: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Entries stored back to back, all of one dtype and shape and all sound: ``(keys, block)``.
+
+    None when they are not (mixed kinds, or any entry failing a check): the
+    caller then reads them one by one with :func:`unpack_entries`, which
+    tells the sound from the bad.
+    """
+    if len(joined) < _HEADER_AT + 14 or joined[:4] != MAGIC:
+        return None
+    rows = np.frombuffer(joined, dtype=np.uint8)
+    at, kind, dims = _entry_layout(rows)
+    width = _entry_width(at, kind, dims) if kind is not None else 0
+    if not width or len(joined) % width:
+        return None
+    rows = rows.reshape(-1, width)
+    if not (rows[:, 4 + KEY_BYTES : at] == rows[0, 4 + KEY_BYTES : at]).all() or not _sound_rows(rows, at).all():
+        return None
+    return _keys_and_block(rows, at, kind, dims)
+
+
+def _entry_layout(row: np.ndarray) -> tuple[int, np.dtype | None, tuple[int, ...]]:
+    """``(checksum offset, dtype, shape)`` that an entry's header names (dtype None when it names none)."""
+    at = _HEADER_AT + int(row[_HEADER_AT - 2]) + (int(row[_HEADER_AT - 1]) << 8)
+    if at % 8 or at + 8 > len(row):
+        return at, None, ()
+    return (at, *_header_layout(bytes(row[_HEADER_AT:at])))
+
+
+def _entry_width(at: int, kind: np.dtype, dims: tuple[int, ...]) -> int:
+    size = kind.itemsize * math.prod(dims)
+    return at + 8 + size + (-size % 8)
+
+
+def _sound_rows(rows: np.ndarray, at: int) -> np.ndarray:
+    """Which entries (rows of one width and header) have the format's mark and their checksum."""
+    sound = np.all(rows[:, :4] == np.frombuffer(MAGIC, dtype=np.uint8), axis=1)
+    words = rows.view("<u8")
+    return sound & (words[:, at // 8] == _entry_checksums(words, at // 8))
+
+
+def _keys_and_block(rows: np.ndarray, at: int, kind: np.dtype, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The keys and the stacked arrays of sound entries: views of the rows, no copy."""
+    size = kind.itemsize * math.prod(dims)
+    return rows[:, 4 : 4 + KEY_BYTES], rows[:, at + 8 : at + 8 + size].view(kind).reshape(len(rows), *dims)
+
+
+def stack_parts(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Parts ``(positions, block)`` found for one look-up, one per dtype and shape, in the order of their positions."""
+    kinds: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for positions, block in parts:
+        if len(positions):
+            kinds.setdefault((block.dtype.str, block.shape[1:]), []).append((positions, block))
+    blocks = []
+    for same in kinds.values():
+        positions = np.concatenate([p for p, _ in same])
+        order = np.argsort(positions, kind="stable")
+        block = np.concatenate([b for _, b in same]) if len(same) > 1 else same[0][1]
+        block = block[order]
+        block.flags.writeable = False
+        blocks.append((positions[order], block))
+    return blocks
 
 
 @functools.lru_cache(maxsize=256)
@@ -366,27 +429,21 @@ class Store(ABC):
         """Make the store ready and prove it usable; raise :class:`StoreError` if not."""
 
     @abstractmethod
-    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-        """Stored arrays for ``keys``: ``(found, n_corrupt)``; corrupt entries are dropped, never returned."""
-
     def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-        """Stored arrays for ``keys``, stacked: ``([(positions, block), ...], n_corrupt)``.
+        """Stored arrays for ``keys`` (distinct), stacked: ``([(positions, block), ...], n_corrupt)``.
 
         For each distinct dtype and shape found (almost always one), the
         positions in ``keys`` of those entries and their arrays stacked into
-        one read-only block, in the same order. Corrupt entries are dropped,
-        never returned, as by :meth:`get_many`; kinds that can read many
-        entries at once override this.
+        one read-only block, in the same order (see :func:`stack_parts`).
+        Entries failing a check are deleted and counted in ``n_corrupt``,
+        never returned.
         """
-        found, n_corrupt = self.get_many(keys)
-        groups: dict[tuple, tuple[list[int], list[np.ndarray]]] = {}
-        for position, key in enumerate(keys):
-            array = found.get(key)
-            if array is not None:
-                positions, arrays = groups.setdefault((array.dtype.str, array.shape), ([], []))
-                positions.append(position)
-                arrays.append(array)
-        return [(np.array(positions), np.stack(arrays)) for positions, arrays in groups.values()], n_corrupt
+
+    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+        """Stored arrays for ``keys``: ``(found, n_corrupt)``, as :meth:`get_stacked` finds them."""
+        keys = list(keys)
+        blocks, n_corrupt = self.get_stacked(keys)
+        return {keys[p]: row for positions, block in blocks for p, row in zip(positions, block, strict=True)}, n_corrupt
 
     @abstractmethod
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:

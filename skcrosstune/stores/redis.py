@@ -28,7 +28,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .base import MAGIC, Store, StoreError, decode_legacy_entry, owner_is_gone, pack_entries, raw_keys, unpack_entries
+from .base import (
+    MAGIC,
+    Store,
+    StoreError,
+    decode_legacy_entry,
+    owner_is_gone,
+    pack_entries,
+    raw_keys,
+    stack_parts,
+    unpack_entries,
+)
 
 __all__ = ["PASSWORD_ENV", "RedisStore"]
 
@@ -138,37 +148,34 @@ class RedisStore(Store):
         self._client = None
 
     # -- entries -------------------------------------------------------------
-    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-        """Stored arrays for ``keys``; entries failing their checks are deleted and left out."""
+    def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """Stored arrays for ``keys``, stacked; entries failing their checks are deleted and left out."""
         keys = list(keys)
         if not keys:
-            return {}, 0
+            return [], 0
         client = self._connect()
-        asked = raw_keys(keys)
         values = []
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            values += client.mget([f"{_PREFIX}e:{k}" for k in chunk])
-        current = [i for i, value in enumerate(values) if value is not None and value[:4] == MAGIC]
-        found_groups, bad = unpack_entries([values[i] for i in current])
-        found, corrupt = {}, {keys[current[i]] for i in bad}
-        for indices, found_keys, block in found_groups:
-            for index, found_key, row in zip(indices.tolist(), found_keys, block, strict=True):
-                position = current[index]
-                if (found_key == asked[position]).all():
-                    found[keys[position]] = row
-                else:  # an entry kept under another key than its own
-                    corrupt.add(keys[position])
-        for position, value in enumerate(values):  # entries written by earlier versions
+            values += client.mget([f"{_PREFIX}e:{k}" for k in keys[start : start + _CHUNK]])
+        current = np.array([i for i, value in enumerate(values) if value is not None and value[:4] == MAGIC], np.intp)
+        found, bad = unpack_entries([values[i] for i in current])
+        asked = raw_keys(keys)
+        parts, corrupt = [], [keys[i] for i in current[bad]]
+        for indices, found_keys, block in found:
+            positions = current[indices]
+            mine = np.all(found_keys == asked[positions], axis=1)
+            corrupt += [keys[i] for i in positions[~mine]]  # an entry kept under another key than its own
+            parts.append((positions[mine], block[mine]))
+        for position, value in enumerate(values):  # entries written by earlier versions, one by one
             if value is not None and value[:4] != MAGIC:
                 array = _decode_legacy(value)
                 if array is None:
-                    corrupt.add(keys[position])
+                    corrupt.append(keys[position])
                 else:
-                    found[keys[position]] = array
+                    parts.append((np.array([position], np.intp), array[np.newaxis]))
         if corrupt:
             client.delete(*[f"{_PREFIX}e:{k}" for k in corrupt])
-        return found, len(corrupt)
+        return stack_parts(parts), len(corrupt)
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays with one ``MSET``: all of them, or none."""

@@ -46,6 +46,8 @@ from .base import (
     owner_is_gone,
     pack_entries,
     raw_keys,
+    split_entries,
+    stack_parts,
     unpack_entries,
 )
 
@@ -393,7 +395,7 @@ class SQLiteStore(Store):
             reads = [self._read(chunks[0::2]), helper.result()]
         else:
             reads = [self._read(chunks)]
-        groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+        parts = []
         for found, _ in reads:
             for found_keys, block in found:
                 found_ids = key_ids(found_keys)
@@ -404,45 +406,45 @@ class SQLiteStore(Store):
                     for candidate in range(at[j] + 1, int(np.searchsorted(ids, found_ids[j], side="right"))):
                         if (raw[candidate] == found_keys[j]).all():
                             at[j], mine[j] = candidate, True
-                if not mine.any():  # an entry of another key sharing the first 64 bits: a miss for the key asked
-                    continue
-                groups.setdefault((block.dtype.str, block.shape[1:]), []).append((order[at[mine]], block[mine]))
-        blocks = []
-        for parts in groups.values():
-            positions = np.concatenate([p for p, _ in parts])
-            block = np.concatenate([b for _, b in parts]) if len(parts) > 1 else parts[0][1]
-            arranged = np.argsort(positions, kind="stable")
-            blocks.append((positions[arranged], block[arranged]))
-        return blocks, sum(n_corrupt for _, n_corrupt in reads)
+                # an entry of another key sharing the first 64 bits is a miss for the key asked
+                parts.append((order[at[mine]], block[mine]))
+        return stack_parts(parts), sum(n_corrupt for _, n_corrupt in reads)
 
     def _read(self, chunks: list[list[int]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-        """``([(keys, block), ...], n_corrupt)``: the sound entries stored at the row ids of ``chunks``."""
+        """``([(keys, block), ...], n_corrupt)``: the sound entries stored at the row ids of ``chunks``.
+
+        Each chunk's entries come back joined in one value, so that SQLite
+        works a whole statement without taking Python's lock (a second
+        reader thread then runs beside it) and no Python object is made per
+        entry. A chunk whose joined entries are not all sound and of one
+        kind is read again entry by entry, to keep the sound ones and delete
+        the bad.
+        """
 
         def read(conn):
-            blobs = []
+            parts, loose = [], []
             for chunk in chunks:
-                rows = conn.execute(f"SELECT entry FROM entries WHERE id IN ({_marks(len(chunk))})", chunk).fetchall()
-                blobs += [row[0] for row in rows]
-            found, bad = unpack_entries(blobs)
+                (joined,) = conn.execute(
+                    f"SELECT CAST(group_concat(entry, x'') AS BLOB) FROM entries WHERE id IN ({_marks(len(chunk))})",
+                    chunk,
+                ).fetchone()
+                split = split_entries(joined) if joined is not None else ()
+                if split is None:
+                    loose.append(chunk)
+                elif split:
+                    parts.append(split)
+            if not loose:
+                return parts, 0
+            select = "SELECT id, entry FROM entries WHERE id IN ({})"
+            stored = [row for chunk in loose for row in conn.execute(select.format(_marks(len(chunk))), chunk)]
+            found, bad = unpack_entries([entry for _, entry in stored])
+            parts += [(found_keys, block) for _, found_keys, block in found]
             if len(bad):
-                spoiled = {blobs[i] for i in bad}
-                stored = [
-                    row
-                    for chunk in chunks
-                    for row in conn.execute(f"SELECT id, entry FROM entries WHERE id IN ({_marks(len(chunk))})", chunk)
-                    if row[1] in spoiled
-                ]
                 with _transaction(conn):  # only if still the entry read: a repaired one is kept
-                    conn.executemany("DELETE FROM entries WHERE id = ? AND entry IS ?", stored)
-            return [(found_keys, block) for _, found_keys, block in found], len(bad)
+                    conn.executemany("DELETE FROM entries WHERE id = ? AND entry IS ?", [stored[i] for i in bad])
+            return parts, len(bad)
 
         return self._run(read)
-
-    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
-        """Stored arrays for ``keys``; entries failing their checksum are deleted and left out."""
-        keys = list(keys)
-        blocks, n_corrupt = self.get_stacked(keys)
-        return {keys[p]: row for positions, block in blocks for p, row in zip(positions, block, strict=True)}, n_corrupt
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays in one transaction: all of them are committed, or none."""

@@ -121,7 +121,7 @@ def query_through_store(
         _Payer(answers, compute, None, None, None, batch_size, lengths, validate, progress, report).pay(answers.unique)
         return answers.result(), report
 
-    keys = {item: store.key(item) for item in answers.unique}
+    keys = dict(zip(answers.unique, store.keys(answers.unique), strict=True))
     look_up = _LookUp(store, keys, answers, report)
     missing = look_up(answers.unique)
     if missing:

@@ -90,12 +90,20 @@ def fingerprint_digest(fingerprint: dict) -> str:
 
 def entry_key(digest: str, item: Hashable) -> str:
     """The content address of ``item`` (a str or a tuple of str) under a fingerprint digest."""
-    h = _key_prefix(digest).copy()
-    if isinstance(item, str):  # what _canonical_json gives a str, without building a JSON encoder per call
-        h.update(encode_basestring(item).encode("utf-8", "surrogatepass"))
-    else:
-        h.update(_canonical_json(item))
-    return h.hexdigest()
+    return entry_keys(digest, [item])[0]
+
+
+def entry_keys(digest: str, items: Iterable[Hashable]) -> list[str]:
+    """The content addresses of many items at once (the prefix hash is found once)."""
+    prefix, keys = _key_prefix(digest), []
+    for item in items:
+        h = prefix.copy()
+        if isinstance(item, str):  # what _canonical_json gives a str, without building a JSON encoder per call
+            h.update(encode_basestring(item).encode("utf-8", "surrogatepass"))
+        else:
+            h.update(_canonical_json(item))
+        keys.append(h.hexdigest())
+    return keys
 
 
 @functools.lru_cache(maxsize=64)
@@ -281,19 +289,17 @@ def _keys_and_block(rows: np.ndarray, at: int, kind: np.dtype, dims: tuple[int, 
 
 
 def stack_parts(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Parts ``(positions, block)`` found for one look-up, one per dtype and shape, in the order of their positions."""
+    """Parts ``(positions, block)`` found for one look-up, joined into one read-only part per dtype and shape."""
     kinds: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
     for positions, block in parts:
         if len(positions):
             kinds.setdefault((block.dtype.str, block.shape[1:]), []).append((positions, block))
     blocks = []
     for same in kinds.values():
-        positions = np.concatenate([p for p, _ in same])
-        order = np.argsort(positions, kind="stable")
+        positions = np.concatenate([p for p, _ in same]) if len(same) > 1 else same[0][0]
         block = np.concatenate([b for _, b in same]) if len(same) > 1 else same[0][1]
-        block = block[order]
         block.flags.writeable = False
-        blocks.append((positions[order], block))
+        blocks.append((positions, block))
     return blocks
 
 
@@ -416,6 +422,10 @@ class Store(ABC):
         """The content address of ``item`` (a str or a tuple of str)."""
         return entry_key(self.digest, item)
 
+    def keys(self, items: Iterable[Hashable]) -> list[str]:
+        """The content addresses of ``items``, in their order."""
+        return entry_keys(self.digest, items)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()!r}, digest={self.digest!r})"
 
@@ -433,8 +443,8 @@ class Store(ABC):
         """Stored arrays for ``keys`` (distinct), stacked: ``([(positions, block), ...], n_corrupt)``.
 
         For each distinct dtype and shape found (almost always one), the
-        positions in ``keys`` of those entries and their arrays stacked into
-        one read-only block, in the same order (see :func:`stack_parts`).
+        positions in ``keys`` of those entries (in no set order) and their
+        arrays stacked into one read-only block, row ``i`` for position ``i``.
         Entries failing a check are deleted and counted in ``n_corrupt``,
         never returned.
         """

@@ -36,6 +36,7 @@ import uuid
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from json.encoder import encode_basestring
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -166,7 +167,7 @@ def raw_keys(keys: Sequence[str]) -> np.ndarray:
         raw = bytes.fromhex("".join(keys))
     except (ValueError, TypeError):
         raw = b""
-    if len(raw) != KEY_BYTES * len(keys) or any(len(key) != 2 * KEY_BYTES for key in keys):
+    if len(raw) != KEY_BYTES * len(keys) or set(map(len, keys)) - {2 * KEY_BYTES}:
         raise ValueError("Store keys are 40 hexadecimal digits each, as Store.key gives them.")
     return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), KEY_BYTES)
 
@@ -353,6 +354,21 @@ def decode_legacy_entry(dtype, shape, data, expected) -> np.ndarray | None:
         return np.frombuffer(data, dtype=kind).reshape(dims)
     except (ValueError, TypeError):
         return None
+
+
+# ------------------------------------------------------------------ threads
+_workers: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+_workers_lock = threading.Lock()
+
+
+def worker_thread(name: str) -> ThreadPoolExecutor:
+    """The thread called ``name`` of this process, that look-ups hand work to (a forked child starts its own)."""
+    with _workers_lock:
+        pid, pool = _workers.get(name, (None, None))
+        if pool is None or pid != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"skcrosstune-{name}")
+            _workers[name] = (os.getpid(), pool)
+        return pool
 
 
 # ------------------------------------------------------------------- owners

@@ -31,7 +31,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,6 +48,7 @@ from .base import (
     split_entries,
     stack_parts,
     unpack_entries,
+    worker_thread,
 )
 
 __all__ = ["ALLOW_SHARED_ENV", "SQLiteStore"]
@@ -77,19 +77,6 @@ _INSERT = f"INSERT OR REPLACE {_INTO}"
 _CHUNK = 500  # keys per statement, under SQLite's variable limit
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 _ID_OFFSET = 1 << 63  # row ids run from -2**63
-
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-_pool_lock = threading.Lock()
-
-
-def _reader_pool() -> ThreadPoolExecutor:
-    """The thread that helps read large look-ups (one per process: a fork starts its own)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="skcrosstune-store-reader"))
-        return _pool[1]
 
 
 @functools.lru_cache(maxsize=16)
@@ -391,7 +378,7 @@ class SQLiteStore(Store):
         ids, raw = ids[order], raw[order]
         chunks = [ids[start : start + _CHUNK].tolist() for start in range(0, len(ids), _CHUNK)]
         if len(chunks) > 1:
-            helper = _reader_pool().submit(self._read, chunks[1::2])
+            helper = worker_thread("store-reader").submit(self._read, chunks[1::2])
             reads = [self._read(chunks[0::2]), helper.result()]
         else:
             reads = [self._read(chunks)]

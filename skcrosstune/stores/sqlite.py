@@ -364,10 +364,10 @@ class SQLiteStore(Store):
         """Stored arrays for ``keys`` (distinct), stacked per dtype and shape; see :meth:`Store.get_stacked`.
 
         The keys are looked up in the order of their row ids, 500 to a
-        statement; many keys are read by two threads, each with its own
-        connection, so that SQLite searches the file in one while the other
-        checks entries. Each entry is checked in bulk (stores.base): its full
-        key, format, size and checksum; those failing are deleted and left out.
+        statement; many keys are fetched by two threads, each with its own
+        connection, both searching the file at once (see :meth:`_fetch`).
+        Then the entries are checked in bulk (stores.base): their full key,
+        format, size and checksum; those failing are deleted and left out.
         """
         keys = list(keys)
         if not keys:
@@ -378,58 +378,71 @@ class SQLiteStore(Store):
         ids, raw = ids[order], raw[order]
         chunks = [ids[start : start + _CHUNK].tolist() for start in range(0, len(ids), _CHUNK)]
         if len(chunks) > 1:
-            helper = worker_thread("store-reader").submit(self._read, chunks[1::2])
-            reads = [self._read(chunks[0::2]), helper.result()]
+            helper = worker_thread("store-reader").submit(self._fetch, chunks[1::2])
+            fetched = self._fetch(chunks[0::2]) + helper.result()
         else:
-            reads = [self._read(chunks)]
+            fetched = self._fetch(chunks)
+        found, n_corrupt = self._check(fetched)
         parts = []
-        for found, _ in reads:
-            for found_keys, block in found:
-                found_ids = key_ids(found_keys)
-                at = np.searchsorted(ids, found_ids)  # where each entry's key was asked, if it was
-                at[at == len(ids)] = 0
-                mine = np.all(raw[at] == found_keys, axis=1)
-                for j in np.flatnonzero(~mine):  # keys sharing their first 64 bits, asked together (rare)
-                    for candidate in range(at[j] + 1, int(np.searchsorted(ids, found_ids[j], side="right"))):
-                        if (raw[candidate] == found_keys[j]).all():
-                            at[j], mine[j] = candidate, True
-                # an entry of another key sharing the first 64 bits is a miss for the key asked
-                parts.append((order[at[mine]], block[mine]))
-        return stack_parts(parts), sum(n_corrupt for _, n_corrupt in reads)
+        for found_keys, block in found:
+            found_ids = key_ids(found_keys)
+            at = np.searchsorted(ids, found_ids)  # where each entry's key was asked, if it was
+            at[at == len(ids)] = 0
+            mine = np.all(raw[at] == found_keys, axis=1)
+            for j in np.flatnonzero(~mine):  # keys sharing their first 64 bits, asked together (rare)
+                for candidate in range(at[j] + 1, int(np.searchsorted(ids, found_ids[j], side="right"))):
+                    if (raw[candidate] == found_keys[j]).all():
+                        at[j], mine[j] = candidate, True
+            # an entry of another key sharing the first 64 bits is a miss for the key asked
+            parts.append((order[at[mine]], block[mine]))
+        return stack_parts(parts), n_corrupt
 
-    def _read(self, chunks: list[list[int]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-        """``([(keys, block), ...], n_corrupt)``: the sound entries stored at the row ids of ``chunks``.
+    def _fetch(self, chunks: list[list[int]]) -> list[tuple[list[int], bytes]]:
+        """``(chunk, its entries joined)`` for each chunk of row ids that holds any.
 
-        Each chunk's entries come back joined in one value, so that SQLite
-        works a whole statement without taking Python's lock (a second
-        reader thread then runs beside it) and no Python object is made per
-        entry. A chunk whose joined entries are not all sound and of one
-        kind is read again entry by entry, to keep the sound ones and delete
-        the bad.
+        Each chunk's entries come back joined in one value: SQLite works a
+        whole statement without taking Python's lock, so a second thread
+        fetching beside this one runs at the same time, and no Python object
+        is made per entry.
         """
 
-        def read(conn):
-            parts, loose = [], []
+        def fetch(conn):
+            joined = []
             for chunk in chunks:
-                (joined,) = conn.execute(
+                (value,) = conn.execute(
                     f"SELECT CAST(group_concat(entry, x'') AS BLOB) FROM entries WHERE id IN ({_marks(len(chunk))})",
                     chunk,
                 ).fetchone()
-                split = split_entries(joined) if joined is not None else ()
-                if split is None:
-                    loose.append(chunk)
-                elif split:
-                    parts.append(split)
-            if not loose:
-                return parts, 0
+                if value is not None:
+                    joined.append((chunk, value))
+            return joined
+
+        return self._run(fetch)
+
+    def _check(self, fetched: list[tuple[list[int], bytes]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """``([(keys, block), ...], n_corrupt)``: the sound entries of the chunks fetched.
+
+        A chunk whose joined entries are not all sound and of one kind is read
+        again entry by entry, to keep the sound ones and delete the bad.
+        """
+        parts, loose = [], []
+        for chunk, joined in fetched:
+            split = split_entries(joined)
+            if split is None:
+                loose.append(chunk)
+            else:
+                parts.append(split)
+        if not loose:
+            return parts, 0
+
+        def read(conn):
             select = "SELECT id, entry FROM entries WHERE id IN ({})"
             stored = [row for chunk in loose for row in conn.execute(select.format(_marks(len(chunk))), chunk)]
             found, bad = unpack_entries([entry for _, entry in stored])
-            parts += [(found_keys, block) for _, found_keys, block in found]
             if len(bad):
                 with _transaction(conn):  # only if still the entry read: a repaired one is kept
                     conn.executemany("DELETE FROM entries WHERE id = ? AND entry IS ?", [stored[i] for i in bad])
-            return parts, len(bad)
+            return parts + [(found_keys, block) for _, found_keys, block in found], len(bad)
 
         return self._run(read)
 

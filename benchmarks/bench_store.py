@@ -175,6 +175,9 @@ def store_throughput(args, redis_url) -> list[dict]:
                     store.put_many(zip(keys, vectors[:n], strict=True))
                     write_seconds += time.perf_counter() - t0
                     filled += n
+                if kind == "sqlite":  # look-ups of a settled store: the file written out, not while the disk is busy
+                    store.close()
+                    os.sync()
                 lookups = min(args.lookups, size)
                 timings = []  # (wall, cpu, get_many) seconds of each repeat, fresh texts each time
                 for _ in range(args.repeats):

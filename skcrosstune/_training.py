@@ -135,6 +135,7 @@ def train_classifier(
     no_decay: tuple = (),
     epochs_without_cv: int | None = None,
     paired: bool = False,
+    out_of_fold: dict | None = None,
     verbose: bool = False,
 ):
     """Train a classification head with cross-entropy; the shared loop of every method.
@@ -190,6 +191,13 @@ def train_classifier(
         standard error of the per-example differences (the same examples
         score every epoch) rather than by the spread of the best epoch's
         losses; see :func:`_one_standard_error_epochs`.
+    out_of_fold : dict or None
+        When given and the epochs are chosen by cross-validation, filled with
+        ``"folds"``, the ``(train, validation)`` index pairs, and
+        ``"logits"``, each fold's logits of its held-out rows after the
+        chosen number of epochs (after its last one when it stopped sooner):
+        held-out predictions of the model as chosen, on which the caller can
+        fit what it adds to the model. Left empty otherwise.
     verbose : bool
         Show a progress bar over epochs.
 
@@ -225,9 +233,10 @@ def train_classifier(
         size = len(train_idx) if batch_size is None else batch_size
         steps_per_epoch = -(-len(train_idx) // size)
         losses = []  # per epoch, the loss of each validation example
+        logits = [] if out_of_fold is not None else None  # per epoch, the held-out logits, when asked for
         if valid_idx is not None:
             Xv, yv = X_all[valid_idx].to(device), y_all[valid_idx].to(device)
-            losses.append(_losses(module, Xv, yv))
+            losses.append(_losses(module, Xv, yv, logits))
             means = [losses[0].mean()]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)  # dropout
@@ -240,18 +249,18 @@ def train_classifier(
                     loss.backward()
                     optimizer.step()
                 if valid_idx is not None:
-                    losses.append(_losses(module, Xv, yv))
+                    losses.append(_losses(module, Xv, yv, logits))
                     means.append(losses[-1].mean())
                     if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps_per_epoch, n_iter_no_change):
                         break
-        return module.eval().cpu(), losses
+        return module.eval().cpu(), (losses, logits)
 
     everything = np.arange(len(y_all))
     with _small_work_threads(device):
-        return _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired)
+        return _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired, out_of_fold)
 
 
-def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired):
+def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired, out_of_fold=None):
     import numpy as np
 
     folds = _stratified_folds(y, cv, seed) if max_epochs > 0 and cv >= 2 else None
@@ -259,11 +268,15 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
     if cv >= 2 and folds is None and epochs_without_cv is not None:
         n_epochs = min(epochs_without_cv, max_epochs)  # too few examples to validate anything
     if folds is not None:
-        curves = [run(train_idx, max_epochs, valid_idx)[1] for train_idx, valid_idx in folds]
+        held_out = [run(train_idx, max_epochs, valid_idx)[1] for train_idx, valid_idx in folds]
+        curves = [losses for losses, _ in held_out]
         longest = max(len(c) for c in curves)
         # a fold that stopped early keeps its last (worsening) losses; every example is validated once
         padded = [np.array(c + [c[-1]] * (longest - len(c))) for c in curves]
         n_epochs = _one_standard_error_epochs(np.concatenate(padded, axis=1), paired=paired)
+        if out_of_fold is not None:
+            out_of_fold["folds"] = folds
+            out_of_fold["logits"] = [logits[min(n_epochs, len(logits) - 1)] for _, logits in held_out]
     module, _ = run(everything, n_epochs)
     return module, n_epochs
 
@@ -340,14 +353,17 @@ class _small_work_threads:
         return False
 
 
-def _losses(module, X, y):
-    """The cross-entropy of each example, as a numpy array."""
+def _losses(module, X, y, logits=None):
+    """The cross-entropy of each example, as a numpy array; the logits are appended to ``logits`` when given."""
     import torch
 
     module.eval()
     with torch.inference_mode():
+        scores = module(X)
+        if logits is not None:
+            logits.append(scores.cpu().numpy().copy())
         # copied out of torch: keeping the tensor held about 1 MiB per epoch alive (measured at n=6,920)
-        return torch.nn.functional.cross_entropy(module(X), y, reduction="none").cpu().numpy().copy()
+        return torch.nn.functional.cross_entropy(scores, y, reduction="none").cpu().numpy().copy()
 
 
 def predict_logits(module, X):

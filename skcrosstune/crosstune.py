@@ -27,6 +27,15 @@ built here:
    prototype scores, times a learned inverse temperature, plus a direct
    linear read-out of ``h`` (zero at the start: for what descriptions cannot
    say) and a per-class bias, trained with cross-entropy (AdamW).
+6. All of that is linear in ``h``; a class whose examples fall into several
+   groups (the phrasings of one intent) is not. So each class's training
+   representations are also clustered into up to ``n_subcentroids``
+   k-means centres ``mu``, and their scores
+   ``T logsumexp_j((h . mu_j - |mu_j|^2 / 2) / T)`` (a soft nearest
+   sub-centroid rule) are added to the logits with a weight chosen on the
+   held-out predictions of the cross-validation folds (centres from each
+   fold's training rows), zero included: the most accurate weight, the
+   smallest of equals.
 
 Before any gradient step the residuals are zero, so the classifier predicts
 what similarity between the text and the label-enhanced keys predicts; with
@@ -51,10 +60,15 @@ from torch import nn
 
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, _fit_context
-from ._training import DeviceOptions, resolve_device, torch_seed, train_classifier
+from ._training import DeviceOptions, _small_work_threads, resolve_device, torch_seed, train_classifier
 from ._validation import check_label_descriptions, check_labels, count_inputs
 
 __all__ = ["CrossTuneClassifier"]
+
+# The sub-centroid scores: the temperature of their soft maximum over a class's centres, and the weights
+# the held-out predictions choose from, the smallest first (the most accurate is taken, the smallest of equals).
+_SUBCENTROID_TEMPERATURE = 0.1
+_SUBCENTROID_WEIGHTS = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0)
 
 
 class CrossTuneClassifier(EmbeddingHeadClassifier):
@@ -127,6 +141,17 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1 trains
         ``max_epochs`` without validation.
 
+    n_subcentroids : int, default=2
+        k-means centres per class (fewer for a class with fewer examples)
+        whose soft nearest-centre scores are added to the logits, with a
+        weight chosen among ``(0, 2.5, 5, 10, 20, 40)`` by the accuracy of
+        the cross-validation folds' held-out predictions (the centres then
+        come from each fold's training rows). They let a class whose
+        examples form several groups be told apart where the rest of the
+        model, linear in the input, cannot. 0 turns them off; without
+        cross-validation (``cv < 2``, one example in a class, or
+        ``max_epochs=0``) their weight is 0.
+
     n_iter_no_change : int, default=10
         Epochs without a better held-out loss before a fold stops (when an
         epoch is more than two mini-batches: three epochs and
@@ -170,6 +195,14 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
     n_epochs_ : int
         Epochs of the final training (0: the label-enhanced prior was kept).
+
+    subcentroid_weight_ : float
+        The weight of the sub-centroid scores in the logits (0: not used).
+
+    subcentroid_cv_scores_ : dict or None
+        Held-out accuracy of the folds' predictions for each candidate
+        weight; None when there was no cross-validation or
+        ``n_subcentroids=0``.
 
     input_kind_ : {"texts", "pairs", "numeric"}
         What ``fit`` was given.
@@ -222,6 +255,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cv": [Interval(Integral, 0, None, closed="left")],
+        "n_subcentroids": [Interval(Integral, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [DeviceOptions()],
         "random_state": ["random_state"],
@@ -243,6 +277,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         weight_decay=1.0,
         batch_size=256,
         cv=2,
+        n_subcentroids=2,
         n_iter_no_change=10,
         device="auto",
         random_state=None,
@@ -260,6 +295,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.cv = cv
+        self.n_subcentroids = n_subcentroids
         self.n_iter_no_change = n_iter_no_change
         self.device = device
         self.random_state = random_state
@@ -304,6 +340,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             )
 
         seed = torch_seed(self.random_state)
+        held_out = {}
         network, self.n_epochs_ = train_classifier(
             make_network,
             H,
@@ -319,10 +356,34 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             no_decay=("log_scale", "bias"),
             epochs_without_cv=0 if has_prior else None,
             paired=True,
+            out_of_fold=held_out if self.n_subcentroids > 0 else None,
             verbose=self.verbose,
         )
         self.module_ = network.folded()
+        self.subcentroid_weight_, self.subcentroid_cv_scores_ = 0.0, None
+        if held_out:
+            self._add_subcentroids(H, y_index, held_out)
         return self
+
+    def _add_subcentroids(self, H, y_index, held_out) -> None:
+        """Choose the weight of the sub-centroid scores on the folds' held-out predictions; add them if not 0."""
+        H = torch.as_tensor(np.asarray(H, dtype=np.float64))
+        y = torch.as_tensor(y_index)
+        n_classes = len(self.classes_)
+        logits = torch.zeros(len(y), n_classes, dtype=torch.float64)
+        scores = torch.zeros_like(logits)
+        with _small_work_threads("cpu"):
+            for (train_idx, valid_idx), fold_logits in zip(held_out["folds"], held_out["logits"], strict=True):
+                logits[valid_idx] = torch.as_tensor(fold_logits, dtype=torch.float64)
+                centres, mask = _subcentroids(H[train_idx], y[train_idx], n_classes, self.n_subcentroids)
+                scores[valid_idx] = _subcentroid_scores(H[valid_idx], centres, mask, _SUBCENTROID_TEMPERATURE)
+        accuracy = [float(((logits + w * scores).argmax(1) == y).double().mean()) for w in _SUBCENTROID_WEIGHTS]
+        self.subcentroid_cv_scores_ = dict(zip(_SUBCENTROID_WEIGHTS, accuracy, strict=True))
+        self.subcentroid_weight_ = _SUBCENTROID_WEIGHTS[int(np.argmax(accuracy))]  # the first, smallest, of equals
+        if self.subcentroid_weight_ > 0:
+            with _small_work_threads("cpu"):
+                centres, mask = _subcentroids(H, y, n_classes, self.n_subcentroids)
+            self.module_.add_subcentroids(centres, mask, self.subcentroid_weight_, _SUBCENTROID_TEMPERATURE)
 
     def _prior_projection(self, width: int, dim: int) -> np.ndarray:
         """The fixed map from input features to the description space (the zero-shot prior)."""
@@ -440,7 +501,9 @@ class _FoldedCrossAttention(nn.Module):
     """The fitted cross-attention network as prediction needs it (float64, on the CPU).
 
     ``logits = h @ linear + bias``, plus, when a class has several
-    descriptions, the head-averaged attention over the scores ``h . w``.
+    descriptions, the head-averaged attention over the scores ``h . w``, plus,
+    once :meth:`add_subcentroids` has given them a weight, the weighted soft
+    nearest sub-centroid scores.
 
     Parameters
     ----------
@@ -458,15 +521,87 @@ class _FoldedCrossAttention(nn.Module):
         self.register_buffer("mask", mask)
         self.register_buffer("linear", linear.contiguous())
         self.register_buffer("bias", bias)
+        self.register_buffer("centres", None)
+        self.register_buffer("centre_mask", None)
+        self.subcentroid_weight = 0.0
+        self.subcentroid_temperature = 1.0
+
+    def add_subcentroids(self, centres, mask, weight: float, temperature: float) -> None:
+        """Add ``weight`` times the soft nearest sub-centroid scores of ``centres`` to the logits."""
+        self.centres, self.centre_mask = centres.double(), mask
+        self.subcentroid_weight, self.subcentroid_temperature = float(weight), float(temperature)
 
     def forward(self, h):
-        return _attend(h, self.vectors, self.mask, self.linear, self.bias)
+        logits = _attend(h, self.vectors, self.mask, self.linear, self.bias)
+        if self.centres is None:
+            return logits
+        scores = _subcentroid_scores(h, self.centres, self.centre_mask, self.subcentroid_temperature)
+        return logits + self.subcentroid_weight * scores
 
 
 def _class_means(X, y, n_classes: int):
     """The mean training representation of each class (rows ``X``, class indices ``y``)."""
     sums = torch.zeros(n_classes, X.shape[1], dtype=X.dtype).index_add_(0, y, X)
     return sums / torch.bincount(y, minlength=n_classes).to(X.dtype)[:, None]
+
+
+def _subcentroids(X, y, n_classes: int, k: int, n_iter: int = 10):
+    """Up to ``k`` k-means centres of each class's rows, all classes at once.
+
+    Each class starts from its row farthest from the class mean, then the
+    row farthest from the centres chosen so far (deterministic), followed by
+    ``n_iter`` Lloyd steps; a centre left without rows stays where it was.
+    A class of ``n < k`` rows has ``n`` centres.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, width)
+    y : torch.Tensor of shape (n_samples,)
+        Class indices; every class has a row.
+    n_classes, k, n_iter : int
+
+    Returns
+    -------
+    centres : torch.Tensor of shape (n_classes, k, width)
+    mask : torch.Tensor of shape (n_classes, k)
+        Which centres are real.
+    """
+    counts = torch.bincount(y, minlength=n_classes)
+    order = torch.argsort(y, stable=True)
+    slot = torch.arange(len(y)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    points = X.new_zeros(n_classes, int(counts.max()), X.shape[1])
+    points[y[order], slot] = X[order]
+    valid = torch.arange(points.shape[1]) < counts[:, None]
+    mask = torch.arange(k) < counts[:, None]
+    rows = torch.arange(n_classes)
+    norms = (points**2).sum(-1)
+
+    def squared_distances(centres):  # (class, row, centre), by norms and one product
+        return norms[..., None] - 2 * points @ centres.transpose(1, 2) + (centres**2).sum(-1)[:, None]
+
+    mean = (points * valid[..., None]).sum(1) / counts[:, None]
+    farthest = squared_distances(mean[:, None])[..., 0]
+    chosen = []
+    for _ in range(k):
+        chosen.append(points[rows, farthest.masked_fill(~valid, -torch.inf).argmax(1)])
+        nearest = squared_distances(chosen[-1][:, None])[..., 0]
+        farthest = nearest if len(chosen) == 1 else torch.minimum(farthest, nearest)
+    centres, assign = torch.stack(chosen, 1), None
+    for _ in range(n_iter):
+        previous, assign = assign, squared_distances(centres).masked_fill(~mask[:, None], torch.inf).argmin(-1)
+        if previous is not None and torch.equal(assign, previous):
+            break
+        members = nn.functional.one_hot(assign, k).to(X.dtype) * valid[..., None]
+        sizes = members.sum(1)[..., None]
+        centres = torch.where(sizes > 0, members.transpose(1, 2) @ points / sizes.clamp_min(1), centres)
+    return centres, mask
+
+
+def _subcentroid_scores(h, centres, mask, temperature: float):
+    """Each class's soft nearest-centre score: ``T logsumexp_j((h . mu_j - |mu_j|^2 / 2) / T)`` over its centres."""
+    n_classes, k, width = centres.shape
+    scores = (h @ centres.reshape(-1, width).T).reshape(-1, n_classes, k) - 0.5 * (centres**2).sum(-1)
+    return temperature * torch.logsumexp(scores.masked_fill(~mask, -torch.inf) / temperature, dim=-1)
 
 
 def _enhanced_keys(descriptions, owner, means, counts, kappa: float) -> np.ndarray:

@@ -337,3 +337,61 @@ def test_patience_is_thirty_epochs_for_few_shots_and_shorter_for_long_epochs():
     # 29 mini-batches an epoch (2,400 texts): three epochs, never fewer
     assert not _patience_runs_out(2, 29, 30) and _patience_runs_out(3, 29, 30)
     assert not _patience_runs_out(2, 100, 30) and not _patience_runs_out(19, 3, 30) and _patience_runs_out(20, 3, 30)
+
+
+def _two_groups_per_class(n_per_group, rng):
+    """XOR: class "a" holds two groups of points, around (1, 1) and (-1, -1); class "b" around (-1, 1) and (1, -1)."""
+    centres = {"a": [(1, 1), (-1, -1)], "b": [(-1, 1), (1, -1)]}
+    X = np.vstack([rng.normal(c, 0.15, size=(n_per_group, 2)) for label in "ab" for c in centres[label]])
+    return X.astype(np.float32), np.repeat(["a", "b"], 2 * n_per_group)
+
+
+def test_sub_centroids_tell_apart_classes_of_several_groups_that_no_linear_map_can(embedder):
+    """No linear map separates XOR; the soft nearest sub-centroid scores do, with a weight chosen on held-out rows."""
+    rng = np.random.default_rng(0)
+    X, y = _two_groups_per_class(16, rng)
+    X_test, y_test = _two_groups_per_class(50, rng)
+    params = dict(cv=2, max_epochs=50, random_state=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without the zero-shot prior", category=UserWarning)
+        clf = CrossTuneClassifier(embedder, **params).fit(X, y)
+        linear = CrossTuneClassifier(embedder, n_subcentroids=0, **params).fit(X, y)
+    assert clf.subcentroid_weight_ > 0 and clf.score(X_test, y_test) >= 0.95
+    assert linear.subcentroid_weight_ == 0 and linear.subcentroid_cv_scores_ is None
+    assert linear.score(X_test, y_test) <= 0.8
+    # the weight chosen is the most accurate on the held-out rows, the smallest of equals
+    scores = clf.subcentroid_cv_scores_
+    assert list(scores) == [0.0, 2.5, 5.0, 10.0, 20.0, 40.0] and scores[0.0] <= 0.8
+    assert clf.subcentroid_weight_ == min(w for w, s in scores.items() if s == max(scores.values()))
+    # a row's prediction does not depend on the rows predicted with it
+    np.testing.assert_array_equal(clf.decision_function(X_test[:1]), clf.decision_function(X_test)[:1])
+
+
+def test_without_cross_validation_the_sub_centroids_are_not_used(embedder):
+    for params in ({"cv": 0, "max_epochs": 20}, {"max_epochs": 0}):
+        clf = CrossTuneClassifier(embedder, DESCRIPTIONS, random_state=0, **params).fit(TEXTS, LABELS)
+        assert clf.subcentroid_weight_ == 0 and clf.subcentroid_cv_scores_ is None and clf.module_.centres is None
+    one_shot = CrossTuneClassifier(embedder, DESCRIPTIONS, random_state=0).fit(TEXTS[4:6], LABELS[4:6])
+    assert one_shot.subcentroid_weight_ == 0 and one_shot.subcentroid_cv_scores_ is None
+
+
+def test_sub_centroids_are_each_class_s_k_means_centres():
+    from skcrosstune.crosstune import _subcentroid_scores, _subcentroids
+
+    rng = np.random.default_rng(0)
+    groups = np.array([[0.0, 5.0], [5.0, 0.0], [-5.0, -5.0]])
+    # class 0: 4 rows around each of the three groups; class 1: 2 rows only, fewer than k = 3
+    X = np.vstack([g + rng.normal(0, 0.1, size=(4, 2)) for g in groups] + [rng.normal(0, 0.1, size=(2, 2))])
+    y = np.array([0] * 12 + [1] * 2)
+    order = rng.permutation(len(y))  # rows in any order
+    centres, mask = _subcentroids(torch.as_tensor(X[order]), torch.as_tensor(y[order]), 2, 3)
+    assert mask.tolist() == [[True, True, True], [True, True, False]]
+    found = sorted(centres[0].numpy().tolist())
+    expected = sorted(X[:12].reshape(3, 4, 2).mean(1).tolist())
+    np.testing.assert_allclose(found, expected, atol=1e-12)
+    np.testing.assert_allclose(sorted(centres[1, :2].numpy().tolist()), sorted(X[12:].tolist()), atol=1e-12)
+    # the score of a class is the soft maximum over its own (real) centres of h . mu - |mu|^2 / 2
+    h = torch.as_tensor(rng.normal(size=(5, 2)))
+    s = h @ centres.reshape(-1, 2).T - 0.5 * (centres.reshape(-1, 2) ** 2).sum(1)
+    expected = torch.stack([0.1 * torch.logsumexp(s[:, :3] / 0.1, 1), 0.1 * torch.logsumexp(s[:, 3:5] / 0.1, 1)], 1)
+    torch.testing.assert_close(_subcentroid_scores(h, centres, mask, 0.1), expected)

@@ -25,6 +25,9 @@ sst5, trec, clinc150), 16-shot split seed and condition, CrossTune
   (``best mean``) or at the lowest threshold within one standard error of it
   (``one-SE rule``, ``lowest_threshold_within_one_se``), both from the same
   folds;
+* ``previous judge (LR)``: the judge the CrossTune teacher replaced (a
+  logistic regression, C=10, gold counted 4 times) at t=0.5 and 1, on the
+  same generations;
 * ``oracle``: gold + only the unspoiled generations;
 
 and the share of each kind of generation the clean-up and the switch reject.
@@ -161,8 +164,11 @@ CONDITIONS = {
 }
 #: The knob's grid of the new switch (threshold relative to each class's mean probability).
 JUDGE_THRESHOLDS = (0.0, 0.5, 1.0)
-#: The switch measured: 2 is the off-task check followed by the out-of-fold label judge.
-SWITCH_VERSION = 2
+#: The switch measured: 3 is the off-task check followed by the out-of-fold label judge with a CrossTune teacher
+#: (2, its logistic-regression predecessor, is measured again beside it in every run: ``previous_judge``).
+SWITCH_VERSION = 3
+#: Thresholds at which the previous default judge is measured beside the current one.
+PREVIOUS_THRESHOLDS = (0.5, 1.0)
 #: LLMAugmenter's default threshold.
 DEFAULT_T = 0.5
 #: Texts of another task, for off-task generations (news headlines: no simulated task is about news).
@@ -202,6 +208,16 @@ def setup_judge_run(task: str, seed: int, condition: str, server, data_home: Pat
         random_state=seed,
     )
     return data, stand_in, classifier, augmenter
+
+
+def previous_teacher():
+    """The switch's previous default judge: a logistic regression (C=10) on the MiniLM vectors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from skcrosstune import BlackBoxEmbedder
+
+    return make_pipeline(BlackBoxEmbedder(store=DEFAULT_CACHE_DIR), LogisticRegression(C=10.0, max_iter=1000))
 
 
 def generation_kind(stand_in: StandInGenerator, text: str, label) -> str:
@@ -273,13 +289,24 @@ def run_judge(
     record["n_generated"] = len(kinds)
     record["kinds"] = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
 
-    def kept_at(t: float) -> np.ndarray:
+    def kept_at(t: float, proba=proba, bar=bar) -> np.ndarray:
         return on_task & (proba >= t * bar) if t > 0 else on_task
 
-    record["switch_at"] = {}
-    for t in JUDGE_THRESHOLDS:
-        kept = np.concatenate([kept_at(t), np.zeros(len(near_dropped), dtype=bool)])
-        record["switch_at"][str(t)] = rejection_rates(kinds, kept)
+    def rates(kept: np.ndarray) -> dict:
+        return rejection_rates(kinds, np.concatenate([kept, np.zeros(len(near_dropped), dtype=bool)]))
+
+    record["switch_at"] = {str(t): rates(kept_at(t)) for t in JUDGE_THRESHOLDS}
+    # the previous default judge on the same generations: a logistic regression (C=10), gold counted 4 times
+    previous = clone(augmenter).set_params(threshold=1.0, teacher=previous_teacher(), gold_weight=4)
+    previous.fit_resample(X, y)
+    by_text = {(r["text"], r["label"]): r for r in previous.generations_}
+    previous_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
+    previous_bar = np.asarray([previous.class_thresholds_.get(r["label"], np.inf) for r in records])
+
+    def previous_kept(t: float) -> np.ndarray:
+        return kept_at(t, previous_proba, previous_bar)
+
+    record["previous_judge"] = {"switch_at": {str(t): rates(previous_kept(t)) for t in PREVIOUS_THRESHOLDS}}
     record["clean_up"] = rejection_rates(
         kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
     )
@@ -295,6 +322,9 @@ def run_judge(
         str(t): student([r for r, k in zip(records, kept_at(t), strict=False) if k]) for t in JUDGE_THRESHOLDS
     }
     record["switch_default"] = record["switch_t"][str(DEFAULT_T)]
+    record["previous_judge"]["switch_t"] = {
+        str(t): student([r for r, k in zip(records, previous_kept(t), strict=False) if k]) for t in PREVIOUS_THRESHOLDS
+    }
     if grid:
         pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
         folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
@@ -456,6 +486,7 @@ ARMS = {
     "switch_1se": "+ aug, switch (GridSearchCV, one-SE rule)",
     **{f"t={t}": f"+ aug, switch t={t}" for t in JUDGE_THRESHOLDS},
     "best_t": "+ aug, switch, each task's best threshold (chosen on test)",
+    **{f"prev={t}": f"+ aug, previous judge (LR) t={t}" for t in PREVIOUS_THRESHOLDS},
     "oracle": "+ aug, oracle",
 }
 
@@ -463,9 +494,31 @@ ARMS = {
 def _arm(run: dict, key: str):
     if key.startswith("t="):
         return run.get("switch_t", {}).get(key[2:])
+    if key.startswith("prev="):
+        return run.get("previous_judge", {}).get("switch_t", {}).get(key[5:])
     if key == "best_t":
         return max(run["switch_t"].values()) if "switch_t" in run else None
     return run.get(key)
+
+
+#: The judges whose rejection rates are reported: where each run keeps them, per threshold.
+JUDGES = {
+    "CrossTune (default)": lambda run: run["switch_at"],
+    "LR C=10 (previous default)": lambda run: run.get("previous_judge", {}).get("switch_at"),
+}
+
+
+def rejection_summary(switch_at: list[dict]) -> dict:
+    """Threshold -> the mean over runs of the share of each kind rejected, and of precision and recall."""
+    out = {}
+    for t in switch_at[0]:
+        kinds = sorted({k for at in switch_at for k in at[t] if k not in ("precision", "recall")})
+        cell = {k: _mean(at[t].get(k, {}).get("rejected") for at in switch_at) for k in kinds}
+        # precision is undefined where nothing was spoiled
+        cell["precision"] = _mean(at[t]["precision"] for at in switch_at if at[t]["recall"] is not None)
+        cell["recall"] = _mean(at[t]["recall"] for at in switch_at)
+        out[t] = cell
+    return out
 
 
 def summarise_judges(records: list[dict]) -> dict:
@@ -484,21 +537,22 @@ def summarise_judges(records: list[dict]) -> dict:
                 else None
                 for key in ARMS
             }
+            if all("cv_scores" in r for r in runs):
+                # what GridSearchCV saw: each threshold's mean validation score and the folds' spread
+                row["cv"] = {
+                    "mean": np.mean([r["cv_scores"] for r in runs], axis=0).tolist(),
+                    "fold_std": np.mean([r["cv_std"] for r in runs], axis=0).tolist(),
+                }
             row |= {
                 "seeds": [r["seed"] for r in runs],
                 "thresholds": [r.get("threshold") for r in runs],
                 "thresholds_1se": [r.get("threshold_1se") for r in runs],
             }
-            row["rejected"] = {}
-            for t in runs[0]["switch_at"]:
-                kinds = sorted({k for r in runs for k in r["switch_at"][t] if k not in ("precision", "recall")})
-                cell = {k: _mean(r["switch_at"][t].get(k, {}).get("rejected") for r in runs) for k in kinds}
-                # precision is undefined where nothing was spoiled
-                cell["precision"] = _mean(
-                    r["switch_at"][t]["precision"] for r in runs if r["switch_at"][t]["recall"] is not None
-                )
-                cell["recall"] = _mean(r["switch_at"][t]["recall"] for r in runs)
-                row["rejected"][t] = cell
+            row["rejected"] = {
+                judge: rejection_summary([at(r) for r in runs])
+                for judge, at in JUDGES.items()
+                if all(at(r) is not None for r in runs)
+            }
             summary["by_task"][f"{task}@{condition}"] = row
     for condition in CONDITIONS:
         both = [t for t in tasks if f"{t}@{condition}" in summary["by_task"] and f"{t}@clean" in summary["by_task"]]
@@ -535,16 +589,19 @@ def judge_markdown(summary: dict, machine: str) -> str:
     n_seeds = sorted({len(row["seeds"]) for row in summary["by_task"].values()})
     lines = [
         "",
-        "## The switch: off-task check, then the out-of-fold label judge (this version)",
+        "## The switch: off-task check, then the out-of-fold label judge with a CrossTune teacher (this version)",
         "",
         "Conditions: `clean` (no noise), `relabel30` (30 % of the generations are texts of another label), "
         "`mix` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
         "in the prompt). The switch is the augmenter's defaults: the off-task check (cosine similarity to the gold "
         "examples' centroid in the MiniLM vectors, rejected below the gold examples' own 5 % quantile), then the "
-        "label judge (a logistic regression on the MiniLM vectors, fitted out of fold on the gold examples, each "
-        "4 times, and the other 3 folds' generations; kept at `threshold` × the class's mean probability). "
+        "label judge (CrossTune on the MiniLM vectors with the label descriptions, fitted out of fold on the gold "
+        "examples and the other 3 folds' generations; kept at `threshold` × the class's mean probability). "
+        "`previous judge (LR)`: the judge this one replaced (a logistic regression, C=10, on the same vectors, "
+        "the gold examples counted 4 times), on the same generations after the same off-task check. "
         f"GridSearchCV: {GRID_FOLDS}-fold on the gold training data over `threshold` in {list(JUDGE_THRESHOLDS)} "
-        "(0 = the off-task check only); `best mean` refits the best mean score, `one-SE rule` the lowest "
+        "(0 = the off-task check only), with the folds' standard deviation; `best mean` refits the best mean score, "
+        "`one-SE rule` the lowest "
         "threshold within one standard error of it (`lowest_threshold_within_one_se`). The `mix` condition was "
         "run without GridSearchCV (time). 128 generated per class (clinc150: 32). "
         f"Seeds per row: {', '.join(map(str, n_seeds))}. Machine: {machine}.",
@@ -593,6 +650,21 @@ def judge_markdown(summary: dict, machine: str) -> str:
             f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | {cells} | "
             f"{deltas[0]} | {deltas[1]} |"
         )
+    searched = {key: row for key, row in summary["by_task"].items() if "cv" in row}
+    if searched:
+        lines += [
+            "",
+            "What GridSearchCV saw: each threshold's mean validation score over its folds of the gold data (%, mean "
+            "over seeds), and the standard deviation between the folds (mean over seeds):",
+            "",
+            "| task | condition | " + " | ".join(f"t={t}" for t in JUDGE_THRESHOLDS) + " | fold std |",
+            "|---|---|" + "---:|" * (len(JUDGE_THRESHOLDS) + 1),
+        ]
+        for key, row in searched.items():
+            task, condition = key.split("@")
+            cells = " | ".join(pct(v) for v in row["cv"]["mean"])
+            spread = " / ".join(pct(v) for v in row["cv"]["fold_std"])
+            lines.append(f"| {task} | {condition} | {cells} | {spread} |")
     lines += [
         "",
         "Share of each kind of generation rejected (clean-up and switch together; near-copies are dropped by the "
@@ -601,14 +673,14 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "too long or duplicate are not counted (many AG News texts are longer than three times the longest sst2 "
         "gold text): the rates are of what reaches the switch, plus the near-copies.",
         "",
-        "| task | condition | t | clean | relabelled | off-task | near-copy | precision | recall |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | condition | judge | t | clean | relabelled | off-task | near-copy | precision | recall |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, row in summary["by_task"].items():
         task, condition = key.split("@")
-        for t, cell in sorted(row["rejected"].items(), reverse=True):
+        for judge, t, cell in [(j, t, c) for j, cells in row["rejected"].items() for t, c in reversed(cells.items())]:
             lines.append(
-                f"| {task} | {condition} | {t} | {pct(cell.get('clean'))} | {pct(cell.get('relabel'))} | "
+                f"| {task} | {condition} | {judge} | {t} | {pct(cell.get('clean'))} | {pct(cell.get('relabel'))} | "
                 f"{pct(cell.get('off_task'))} | {pct(cell.get('near_copy'))} | {pct(cell['precision'])} | "
                 f"{pct(cell['recall'])} |"
             )

@@ -401,14 +401,34 @@ def test_off_task_generations_are_rejected_before_the_label_judge(server, tmp_pa
     assert [r["reason"] for r in again.generations_] == ["off_task" if r in off_task else "kept" for r in records]
 
 
-def test_the_default_judge_is_a_linear_probe_on_the_default_black_box(server, tmp_path):
+def test_the_default_judge_runs_on_the_default_black_box(server, tmp_path):
     augmenter = make_augmenter(server, tmp_path, teacher=None, n_per_class=6, off_task_quantile=0.05)
     augmenter.fit_resample(TEXTS, LABELS)
     checked = [r for r in augmenter.generations_ if r["reason"] != "off_task"]
     assert checked and all(0.0 <= r["probability"] <= 1.0 for r in checked)
     assert all(-1.0 <= r["task_similarity"] <= 1.0 for r in augmenter.generations_)
     assert LLMAugmenter().get_params()["teacher"] is None and LLMAugmenter().embedder is None
-    assert (LLMAugmenter().cv, LLMAugmenter().threshold, LLMAugmenter().off_task_quantile) == (4, 0.5, 0.05)
+    defaults = LLMAugmenter()
+    assert (defaults.cv, defaults.gold_weight, defaults.threshold, defaults.off_task_quantile) == (4, 1, 0.5, 0.05)
+
+
+def test_the_default_judge_is_crosstune_with_the_label_descriptions(server, tmp_path):
+    server.chat_reply = mixed_writer
+    embedder = BlackBoxEmbedder("openai:test-embed", base_url=server.url, api_key_env=KEY_ENV, store=tmp_path)
+    params = dict(teacher=None, embedder=embedder, cv=2, n_per_class=12, threshold=1.0, random_state=3)
+    augmenter = make_augmenter(server, tmp_path, **params)
+    augmenter.fit_resample(TEXTS, LABELS)
+    texts = [r["text"] for r in augmenter.generations_]
+    labels = [r["label"] for r in augmenter.generations_]
+    # out of fold, each fold's teacher a CrossTune classifier on the embedder's vectors, with the descriptions,
+    # seeded by random_state, the gold examples counted once
+    teacher = CrossTuneClassifier(embedder, DESCRIPTIONS, random_state=3)
+    expected = _judges.out_of_fold_proba(teacher, TEXTS, LABELS, texts, labels, cv=2, gold_weight=1, random_state=3)
+    assert [r["probability"] for r in augmenter.generations_] == pytest.approx(expected)
+    # the descriptions are part of the judge: without them, other probabilities
+    bare = CrossTuneClassifier(embedder, None, random_state=3)
+    unlike = _judges.out_of_fold_proba(bare, TEXTS, LABELS, texts, labels, cv=2, gold_weight=1, random_state=3)
+    assert [r["probability"] for r in augmenter.generations_] != pytest.approx(unlike)
 
 
 def search_results(thresholds, means, stds, n_splits=3):

@@ -21,9 +21,9 @@ as built here:
    the label it was written for, and the example is kept when that
    probability reaches ``threshold`` times its class's mean (confident
    learning's per-class threshold). By default the judge is out of fold: a
-   teacher fitted on the gold examples (weighted up) and the *other*
-   generations scores each fold of generations, so it knows what the whole
-   augmented set says. The generating chat model can judge instead, from
+   teacher (CrossTune with the label descriptions) fitted on the gold
+   examples and the *other* generations scores each fold of generations, so
+   it knows what the whole augmented set says. The generating chat model can judge instead, from
    the log-probabilities of its first answer token.
 
 Generation and judging never depend on ``threshold`` or on the classifier

@@ -24,6 +24,7 @@ from ..backends.openai import split_api_model
 from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerprint
 from ..stores import open_store
 from ._judges import (
+    _seed,
     class_thresholds,
     generator_proba,
     gold_proba,
@@ -91,7 +92,12 @@ class LLMAugmenter(BaseOverSampler):
         answer token; it needs an ``"openai:"`` model whose endpoint returns
         ``logprobs``, and reads each class name as one answer token (names
         of several tokens are matched by their whole text only). None uses a
-        logistic regression (``C=10``) on the vectors of ``embedder``.
+        :class:`~skcrosstune.CrossTuneClassifier` on the vectors of
+        ``embedder``, with ``label_descriptions``, seeded by
+        ``random_state``: the descriptions give it a prior that the few gold
+        examples alone lack. In ``augment_sim`` it separates relabelled from
+        clean generations better than the logistic regression (``C=10``)
+        that was the default before it.
 
     cv : int or None, default=4
         How a classifier teacher judges. An int: out of fold, confident
@@ -102,9 +108,11 @@ class LLMAugmenter(BaseOverSampler):
         it judges. None: one teacher fitted on the gold examples only.
         Ignored when ``teacher="generator"``.
 
-    gold_weight : int, default=4
+    gold_weight : int, default=1
         How many times each gold example is repeated in an out-of-fold
-        teacher's training set.
+        teacher's training set. The default counts a gold example as much
+        as a generation; the CrossTune teacher judged best that way in
+        ``augment_sim``.
 
     embedder : transformer or None, default=None
         The vectors of the off-task check and of the default teacher: any
@@ -174,7 +182,7 @@ class LLMAugmenter(BaseOverSampler):
         Requests in flight at once (API generators only).
 
     device : str, default="auto"
-        Where a local generator runs.
+        Where a local generator and the default teacher run.
 
     store : "auto", str, path or None, default="auto"
         Where replies are kept, resolved at each fit on the machine running
@@ -329,7 +337,7 @@ class LLMAugmenter(BaseOverSampler):
         n_per_request=8,
         teacher=None,
         cv=4,
-        gold_weight=4,
+        gold_weight=1,
         embedder=None,
         off_task_quantile=0.05,
         threshold=0.5,
@@ -665,10 +673,11 @@ class LLMAugmenter(BaseOverSampler):
         return clone(self.embedder) if self.embedder is not None else BlackBoxEmbedder(store=self.store)
 
     def _default_teacher(self):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
+        from ..crosstune import CrossTuneClassifier
 
-        return make_pipeline(self._embedder(), LogisticRegression(C=10.0, max_iter=1000))
+        return CrossTuneClassifier(
+            self._embedder(), self.label_descriptions, device=self.device, random_state=_seed(self.random_state)
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

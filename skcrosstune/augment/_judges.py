@@ -10,6 +10,8 @@ example was written for?":
   a teacher that never saw it but saw almost everything else, which is
   confident learning's recipe (Northcutt et al., 2021) with the gold
   examples as a trusted core.
+  The default teacher is a CrossTune classifier with the label
+  descriptions, whose prior the few gold examples alone do not give.
 * **gold only** (``cv=None``): one teacher fitted on the gold examples only.
 * **the generator itself** (``teacher="generator"``): the generating chat
   model reads each example and the label words are scored from the

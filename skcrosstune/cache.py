@@ -161,33 +161,39 @@ def _claim_and_pay(missing, keys, store, owner, look_up, payer) -> None:
 
 
 class _Answers:
-    """The output array, filled row by row at every position of each unique item."""
+    """The output array, filled at the first position of each unique item; repeats are copied at the end."""
 
     def __init__(self, items: Sequence[Hashable], width: int | None, dtype):
         self.n = len(items)
-        self.first: dict[Hashable, int] = {}  # each unique item's first position
-        self.repeats: dict[Hashable, list[int]] = {}  # and its later ones, for the few repeated items
-        for i, item in enumerate(items):
-            if self.first.setdefault(item, i) != i:
-                self.repeats.setdefault(item, []).append(i)
-        self.unique = list(self.first)
+        self.unique = list(dict.fromkeys(items))  # in order of first appearance
+        # each unique item's first position: read backwards, the first one is the last written
+        self.first: dict[Hashable, int] = dict(zip(reversed(items), range(self.n - 1, -1, -1), strict=True))
+        self.repeated: tuple[np.ndarray, np.ndarray] | None = None  # later positions, and their first ones
+        if len(self.unique) < self.n:
+            source = self.positions(items)
+            later = np.flatnonzero(source != np.arange(self.n))
+            self.repeated = (later, source[later])
         self.row_shape = None if width is None else (int(width),)
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.out: np.ndarray | None = None
 
-    def fill(self, batch: list, rows: np.ndarray) -> None:
+    def positions(self, items: list) -> np.ndarray:
+        """The first position of each of ``items`` in the output."""
+        return np.fromiter(map(self.first.__getitem__, items), dtype=np.intp, count=len(items))
+
+    def fill(self, at: np.ndarray, rows: np.ndarray) -> None:
+        """Write ``rows`` at the first positions ``at`` of their items."""
         if self.out is None:
             self.row_shape = self.row_shape or rows.shape[1:]
             self.out = np.empty((self.n, *self.row_shape), dtype=self.dtype or rows.dtype)
-        self.out[[self.first[item] for item in batch]] = rows
-        if self.repeats:
-            for row, item in zip(rows, batch, strict=True):
-                if item in self.repeats:
-                    self.out[self.repeats[item]] = row
+        self.out[at] = rows
 
     def result(self) -> np.ndarray:
         if self.out is None:
             return np.empty((0, *(self.row_shape or (0,))), dtype=self.dtype or np.float32)
+        if self.repeated is not None:
+            later, source = self.repeated
+            self.out[later] = self.out[source]
         return self.out
 
 
@@ -204,9 +210,10 @@ class _LookUp:
         hits = 0
         for start in range(0, len(items), _LOOKUP_CHUNK):
             chunk = items[start : start + _LOOKUP_CHUNK]
-            blocks, n_corrupt = self.store.get_stacked([self.keys[item] for item in chunk])
+            blocks, n_corrupt = self.store.get_stacked(list(map(self.keys.__getitem__, chunk)))
             report.n_corrupt += n_corrupt
             served = np.zeros(len(chunk), dtype=bool)
+            first_at = answers.positions(chunk) if blocks else None
             for positions, block in blocks:
                 if answers.row_shape is None:
                     answers.row_shape = block.shape[1:]
@@ -219,7 +226,7 @@ class _LookUp:
                         self.stale.add(chunk[position])
                         report.n_corrupt += 1
                 if good.any():
-                    answers.fill([chunk[p] for p in positions[good]], block if good.all() else block[good])
+                    answers.fill(first_at[positions[good]], block if good.all() else block[good])
                     served[positions[good]] = True
                     hits += int(good.sum())
             missing += [chunk[i] for i in np.flatnonzero(~served)]
@@ -269,7 +276,7 @@ class _Payer:
                 self.store.put_many(zip(batch_keys, rows, strict=True))
                 if lease is not None:
                     lease.done(batch_keys)
-            self.answers.fill(batch, rows)
+            self.answers.fill(self.answers.positions(batch), rows)
             if self.progress is not None:
                 self.progress(len(batch))
 

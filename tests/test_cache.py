@@ -92,6 +92,19 @@ def test_disabled_cache_still_deduplicates():
     np.testing.assert_array_equal(out[0], out[1])
 
 
+def test_every_position_of_a_repeated_item_gets_its_answer(cache):
+    stored = [f"stored {i}" for i in range(2500)]  # more than one look-up chunk
+    query_through_store(stored, CountingBlackBox(), store=cache, batch_size=500)
+    rng = np.random.default_rng(0)
+    items = [stored[i] for i in rng.integers(0, 2500, 4000)] + [f"new {i}" for i in rng.integers(0, 40, 120)]
+    items = [items[i] for i in rng.permutation(len(items))]
+    box = CountingBlackBox()
+    out, report = query_through_store(items, box, store=cache, batch_size=16)
+    assert sorted(box.sent) == sorted({item for item in items if item.startswith("new")})
+    assert report.n_items == len(items) and report.n_unique == len(set(items))
+    np.testing.assert_array_equal(out, np.stack([fake_vector(item) for item in items]))
+
+
 def test_misses_are_batched_longest_first(cache):
     batches = []
 

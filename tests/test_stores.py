@@ -32,6 +32,7 @@ from skcrosstune import BlackBoxEmbedder, cache
 from skcrosstune.cache import query_through_store
 from skcrosstune.stores import StoreError, open_store, query_counts
 from skcrosstune.stores.base import (
+    MAGIC,
     entry_key,
     fingerprint_digest,
     legacy_checksum,
@@ -130,6 +131,16 @@ def test_an_entry_kept_under_another_key_is_never_served(location, fingerprint):
     np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))
 
 
+@pytest.mark.parametrize("bad", ["ABCDEF" * 6 + "ABCD", "0" * 39, "0" * 41, "xyz", None])
+def test_a_malformed_key_is_a_clear_error_naming_its_position(location, fingerprint, bad):
+    store = open_store(location, fingerprint)
+    keys = [store.key("a"), store.key("b"), bad]
+    for use in (store.get_many, lambda keys: store.put_many((k, np.zeros(2)) for k in keys)):
+        with pytest.raises(ValueError, match=r"40 lowercase hexadecimal digits.*keys\[2\]"):
+            use(keys)
+    assert store.get_many(keys[:2]) == ({}, 0)  # nothing was written
+
+
 def test_redis_answers_written_by_earlier_versions_are_still_served(redis_server, fingerprint):
     import redis
 
@@ -143,6 +154,11 @@ def test_redis_answers_written_by_earlier_versions_are_still_served(redis_server
     out, report = query_through_store(["a", "b"], box, store=store, batch_size=4)
     assert box.sent == ["b"] and report.n_cached == 1 and report.n_corrupt == 1
     np.testing.assert_array_equal(out, np.stack([fake_vector("a"), fake_vector("b")]))
+    # the old value was rewritten in today's format, and is served from it
+    assert client.get(f"skcrosstune:e:{store.key('a')}")[:4] == MAGIC
+    again, report = query_through_store(["a", "b"], box, store=store, batch_size=4)
+    assert box.sent == ["b"] and report.n_cached == 2
+    np.testing.assert_array_equal(again, out)
 
 
 @pytest.mark.parametrize(

@@ -161,15 +161,29 @@ def _header(dtype: str, shape: tuple) -> bytes:
     return len(padded).to_bytes(2, "little") + padded
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def is_key(value) -> bool:
+    """Whether ``value`` is a store key: 40 lowercase hexadecimal digits, as :meth:`Store.key` gives them."""
+    return isinstance(value, str) and len(value) == 2 * KEY_BYTES and _HEX_DIGITS.issuperset(value)
+
+
 def raw_keys(keys: Sequence[str]) -> np.ndarray:
-    """Keys (40 hexadecimal digits each) as rows of 20 raw bytes."""
-    try:
-        raw = bytes.fromhex("".join(keys))
-    except (ValueError, TypeError):
-        raw = b""
-    if len(raw) != KEY_BYTES * len(keys) or set(map(len, keys)) - {2 * KEY_BYTES}:
-        raise ValueError("Store keys are 40 hexadecimal digits each, as Store.key gives them.")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+    """Keys (see :func:`is_key`) as rows of 20 raw bytes; a ValueError naming the first that is not one."""
+    if set(map(type, keys)) <= {str} and set(map(len, keys)) <= {2 * KEY_BYTES}:
+        joined = "".join(keys)
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = None
+        if raw is not None and len(raw) == KEY_BYTES * len(keys) and joined.lower() == joined:
+            return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+    position = next(i for i, key in enumerate(keys) if not is_key(key))
+    raise ValueError(
+        f"Store keys are 40 lowercase hexadecimal digits, as Store.key gives them; keys[{position}] is "
+        f"{keys[position]!r:.60}."
+    )
 
 
 def pack_entries(entries: Iterable[tuple[str, np.ndarray]]) -> list[bytes]:

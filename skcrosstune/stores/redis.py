@@ -166,6 +166,7 @@ class RedisStore(Store):
             mine = np.all(found_keys == asked[positions], axis=1)
             corrupt += [keys[i] for i in positions[~mine]]  # an entry kept under another key than its own
             parts.append((positions[mine], block[mine]))
+        upgraded = []
         for position, value in enumerate(values):  # entries written by earlier versions, one by one
             if value is not None and value[:4] != MAGIC:
                 array = _decode_legacy(value)
@@ -173,8 +174,11 @@ class RedisStore(Store):
                     corrupt.append(keys[position])
                 else:
                     parts.append((np.array([position], np.intp), array[np.newaxis]))
+                    upgraded.append((keys[position], array))
         if corrupt:
             client.delete(*[f"{_PREFIX}e:{k}" for k in corrupt])
+        if upgraded:  # rewritten in today's format: read in bulk from now on (the same answer, content-addressed)
+            self.put_many(upgraded)
         return stack_parts(parts), len(corrupt)
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:

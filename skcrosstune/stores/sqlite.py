@@ -37,10 +37,10 @@ from urllib.parse import quote
 import numpy as np
 
 from .base import (
-    KEY_BYTES,
     Store,
     StoreError,
     decode_legacy_entry,
+    is_key,
     key_ids,
     owner_is_gone,
     pack_entries,
@@ -152,7 +152,7 @@ class SQLiteStore(Store):
                     (row[0] if row else 0,),
                 )
                 while batch := cursor.fetchmany(2000):
-                    sound = [(key, decode_legacy_entry(*rest)) for _, key, *rest in batch if _is_key(key)]
+                    sound = [(key, decode_legacy_entry(*rest)) for _, key, *rest in batch if is_key(key)]
                     sound = [(key, array) for key, array in sound if array is not None]
                     rows = _rows(sound)
                     with _transaction(conn):  # a batch at a time: other users of the store wait little
@@ -568,11 +568,6 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
         return True
     message = str(exc)
     return "malformed" in message or "not a database" in message or "no such table" in message
-
-
-def _is_key(key) -> bool:
-    """Whether a value read back from a file is a store key (40 hexadecimal digits)."""
-    return isinstance(key, str) and len(key) == 2 * KEY_BYTES and all(c in "0123456789abcdef" for c in key)
 
 
 def _rows(entries: list[tuple[str, np.ndarray]]) -> list[tuple[int, bytes]]:

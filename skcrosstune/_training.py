@@ -243,9 +243,12 @@ def train_classifier(
             bar = tqdm(range(epochs), disable=not verbose, desc="training", unit="epoch", leave=False)
             for _ in bar:
                 module.train()
-                for batch in torch.randperm(len(train_idx), generator=generator).split(size):
+                order = torch.randperm(len(train_idx), generator=generator)
+                X_epoch, y_epoch = Xt[order], yt[order]  # one gather an epoch; the batches are slices of it
+                for start in range(0, len(order), size):
                     optimizer.zero_grad()
-                    loss = torch.nn.functional.cross_entropy(module(Xt[batch]), yt[batch])
+                    batch = slice(start, start + size)
+                    loss = torch.nn.functional.cross_entropy(module(X_epoch[batch]), y_epoch[batch])
                     loss.backward()
                     optimizer.step()
                 if valid_idx is not None:

@@ -44,8 +44,9 @@ The method of DecT (Cui et al., ACL 2023, arXiv 2212.08408), as built here:
    91.5 % on average), while on the eleven smaller tasks the two were level.
    So ``zero_shot_weight="cv"`` chooses it per training set, by internal
    cross-validation: the two candidates are trained side by side on each
-   fold, and half the weight replaces the whole only when its held-out
-   accuracy is higher by more than one standard error.
+   fold (for at most 100 gradient steps: enough to rank two weights, not
+   to converge), and half the weight replaces the whole only when its
+   held-out accuracy is higher by more than one standard error.
 
 DecT draws the prototypes at random and freezes them
 (``prototypes="random"``); ``prototypes="class_mean"`` starts them at the
@@ -129,7 +130,17 @@ class DecTClassifier(EmbeddingHeadClassifier):
     zero_shot_cv : int, default=2
         Folds of the cross-validation that chooses ``zero_shot_weight="cv"``
         (fewer when a class has fewer examples). Each fold trains the
-        candidates side by side for ``max_epochs`` epochs.
+        candidates side by side for ``max_epochs`` epochs, or fewer when
+        ``zero_shot_cv_steps`` gradient steps take fewer.
+
+    zero_shot_cv_steps : int, default=100
+        Gradient steps the fold decoders of ``zero_shot_weight="cv"`` take
+        at most, in whole epochs (at least one, at most ``max_epochs``). The
+        choice ranks two weights and needs no converged decoder; a few-shot
+        fold of up to ``batch_size`` texts is one step an epoch and trains
+        all ``max_epochs``. With 150 classes and 16 shots (1,200 texts a
+        fold, 10 steps an epoch) 10 epochs chose the weight 30 did on all 5
+        seeds of CLINC150, and the choice costs a third of what it did.
 
     prototypes : {"class_mean", "random"}, default="class_mean"
         ``"class_mean"``: the projected class means, trained;
@@ -291,6 +302,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         "proto_dim": [Interval(Integral, 1, None, closed="left")],
         "zero_shot_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto", "cv"})],
         "zero_shot_cv": [Interval(Integral, 2, None, closed="left")],
+        "zero_shot_cv_steps": [Interval(Integral, 1, None, closed="left")],
         "prototypes": [StrOptions({"random", "class_mean"})],
         "normalize": ["boolean"],
         "calibration": [StrOptions({"auto", "content_free", "train_mean"}), None],
@@ -316,6 +328,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         proto_dim=128,
         zero_shot_weight="cv",
         zero_shot_cv=2,
+        zero_shot_cv_steps=100,
         prototypes="class_mean",
         normalize=False,
         calibration="auto",
@@ -337,6 +350,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         self.proto_dim = proto_dim
         self.zero_shot_weight = zero_shot_weight
         self.zero_shot_cv = zero_shot_cv
+        self.zero_shot_cv_steps = zero_shot_cv_steps
         self.prototypes = prototypes
         self.normalize = normalize
         self.calibration = calibration
@@ -396,11 +410,13 @@ class DecTClassifier(EmbeddingHeadClassifier):
         self.zero_shot_cv_scores_ = None
         if self.zero_shot_weight == "cv" and self.zero_shot_source_ is not None:
             self._choose_zero_shot_weight(features, y_index, seed)
-        decoder, self.n_epochs_ = self._train(features, y_index, [self.zero_shot_weight_], self.cv, seed)
+        decoder, self.n_epochs_ = self._train(
+            features, y_index, [self.zero_shot_weight_], self.cv, self.max_epochs, seed
+        )
         self.module_ = decoder.double()  # predictions in float64: the same for a row alone or in any batch
         return self
 
-    def _train(self, features, y_index, zero_shot_weights, cv, seed):
+    def _train(self, features, y_index, zero_shot_weights, cv, max_epochs, seed):
         """The trained decoder (on the CPU), one head per zero-shot weight, and its number of epochs."""
         width = features.shape[1] - len(self.classes_)
         targets = y_index if len(zero_shot_weights) == 1 else np.repeat(y_index[:, None], len(zero_shot_weights), 1)
@@ -417,7 +433,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
             ),
             features,
             targets,
-            max_epochs=self.max_epochs,
+            max_epochs=max_epochs,
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             batch_size=self.batch_size,
@@ -432,9 +448,10 @@ class DecTClassifier(EmbeddingHeadClassifier):
     def _choose_zero_shot_weight(self, features, y_index, seed) -> None:
         """Choose ``zero_shot_weight_`` by cross-validation on the training data (``zero_shot_weight="cv"``).
 
-        On each fold, one decoder per candidate weight is trained for
-        ``max_epochs`` (heads of one module, trained side by side from the
-        same start) and scored on the held-out rows. The one-standard-error
+        On each fold, one decoder per candidate weight is trained (heads of
+        one module, trained side by side from the same start, for
+        ``max_epochs`` or the fewer epochs that hold ``zero_shot_cv_steps``
+        gradient steps) and scored on the held-out rows. The one-standard-error
         rule then keeps the ``"auto"`` weight unless a smaller one is more
         accurate by more than a standard error. With a class of a single
         example nothing can be held out, and the ``"auto"`` weight stays.
@@ -445,7 +462,9 @@ class DecTClassifier(EmbeddingHeadClassifier):
         candidates = [factor * self.zero_shot_weight_ for factor in _CV_WEIGHT_FACTORS]
         errors = np.zeros((len(candidates), len(y_index)))
         for train_idx, valid_idx in folds:
-            decoder, _ = self._train(features[train_idx], y_index[train_idx], candidates, 0, seed)
+            steps_per_epoch = 1 if self.batch_size is None else -(-len(train_idx) // self.batch_size)
+            epochs = min(self.max_epochs, -(-self.zero_shot_cv_steps // steps_per_epoch))
+            decoder, _ = self._train(features[train_idx], y_index[train_idx], candidates, 0, epochs, seed)
             logits = predict_logits(decoder.double(), features[valid_idx])  # (n_valid, n_classes, n_candidates)
             errors[:, valid_idx] = (logits.argmax(1) != y_index[valid_idx, None]).T
         self.zero_shot_cv_scores_ = {
@@ -626,12 +645,13 @@ class _PrototypeDecoder(nn.Module):
         self.projection = nn.Parameter(first.expand(heads, -1, -1).clone())
         with torch.no_grad():
             v = self._project(X[:, :width])[0]
+            counts = torch.bincount(y, minlength=n_classes).to(v.dtype)
             if prototypes == "random":
                 start = nn.functional.normalize(torch.randn(n_classes, proto_dim), dim=1)
             else:
-                start = torch.stack([v[y == c].mean(0) for c in range(n_classes)])
+                start = v.new_zeros(n_classes, proto_dim).index_add_(0, y, v) / counts[:, None]
             spread = _distances(v, start)[torch.arange(len(y)), y]
-            radius = torch.stack([spread[y == c].mean() for c in range(n_classes)])
+            radius = spread.new_zeros(n_classes).index_add_(0, y, spread) / counts
         start = start.expand(heads, -1, -1).clone()
         if prototypes == "random":
             self.register_buffer("prototypes", start)

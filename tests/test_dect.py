@@ -348,3 +348,26 @@ def test_cv_choice_is_reproducible_and_survives_clone(embedder):
 def test_bad_zero_shot_settings_are_refused(embedder, params):
     with pytest.raises(ValueError, match=next(iter(params))):
         DecTClassifier(embedder, **params).fit(TEXTS, LABELS)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "steps", "fold_epochs"), [(None, 100, 30), (60, 100, 30), (None, 10, 10), (8, 10, 3), (4, 10, 2)]
+)
+def test_the_fold_decoders_of_the_weight_choice_take_at_most_zero_shot_cv_steps(
+    embedder, monkeypatch, batch_size, steps, fold_epochs
+):
+    # 60 rows, 2 folds of 30. One batch an epoch: the default 100 steps leave all 30 epochs, 10 steps 10
+    # epochs; batches of 8 are 4 steps an epoch, so 10 steps are 3 whole epochs, batches of 4 (8 steps) 2
+    import skcrosstune.dect as dect_module
+
+    epochs = []
+    original = dect_module.train_classifier
+    monkeypatch.setattr(
+        dect_module, "train_classifier", lambda *a, **kw: epochs.append(kw["max_epochs"]) or original(*a, **kw)
+    )
+    X, y = _features_with_a_zero_shot_prior(embedder, "noise")
+    clf = DecTClassifier(
+        embedder, label_descriptions=DESCRIPTIONS, batch_size=batch_size, zero_shot_cv_steps=steps, random_state=0
+    ).fit(X, y)
+    assert epochs == [fold_epochs, fold_epochs, 30], "the final decoder trains max_epochs whatever the folds did"
+    assert clf.n_epochs_ == 30 and set(clf.zero_shot_cv_scores_) == {1.0, 0.5}

@@ -192,12 +192,17 @@ def train_classifier(
         score every epoch) rather than by the spread of the best epoch's
         losses; see :func:`_one_standard_error_epochs`.
     out_of_fold : dict or None
-        When given and the epochs are chosen by cross-validation, filled with
-        ``"folds"``, the ``(train, validation)`` index pairs, and
-        ``"logits"``, each fold's logits of its held-out rows after the
-        chosen number of epochs (after its last one when it stopped sooner):
-        held-out predictions of the model as chosen, on which the caller can
-        fit what it adds to the model. Left empty otherwise.
+        When given, it holds ``"summarizer"``: ``summarizer(train, validation)``
+        is called at the start of each fold with its index arrays and returns
+        a function of that fold's held-out logits (a numpy array) after an
+        epoch, whose result (what the caller needs of them, e.g. which rows
+        some candidate addition to the model gets right) is kept for every
+        epoch until the number of epochs is chosen; the logits themselves are
+        not kept. When the epochs are chosen by cross-validation, the dict is
+        then filled with ``"folds"``, the ``(train, validation)`` index
+        pairs, and ``"summaries"``, each fold's summary after the chosen
+        number of epochs (after its last one when it stopped sooner): of the
+        held-out predictions of the model as chosen. Left so otherwise.
     verbose : bool
         Show a progress bar over epochs.
 
@@ -233,10 +238,12 @@ def train_classifier(
         size = len(train_idx) if batch_size is None else batch_size
         steps_per_epoch = -(-len(train_idx) // size)
         losses = []  # per epoch, the loss of each validation example
-        logits = [] if out_of_fold is not None else None  # per epoch, the held-out logits, when asked for
+        summaries, summarize = [], None  # per epoch, what the caller keeps of the held-out logits
         if valid_idx is not None:
             Xv, yv = X_all[valid_idx].to(device), y_all[valid_idx].to(device)
-            losses.append(_losses(module, Xv, yv, logits))
+            if out_of_fold is not None:
+                summarize = out_of_fold["summarizer"](train_idx, valid_idx)
+            losses.append(_losses(module, Xv, yv, summaries, summarize))
             means = [losses[0].mean()]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)  # dropout
@@ -252,11 +259,11 @@ def train_classifier(
                     loss.backward()
                     optimizer.step()
                 if valid_idx is not None:
-                    losses.append(_losses(module, Xv, yv, logits))
+                    losses.append(_losses(module, Xv, yv, summaries, summarize))
                     means.append(losses[-1].mean())
                     if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps_per_epoch, n_iter_no_change):
                         break
-        return module.eval().cpu(), (losses, logits)
+        return module.eval().cpu(), (losses, summaries)
 
     everything = np.arange(len(y_all))
     with _small_work_threads(device):
@@ -279,7 +286,7 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
         n_epochs = _one_standard_error_epochs(np.concatenate(padded, axis=1), paired=paired)
         if out_of_fold is not None:
             out_of_fold["folds"] = folds
-            out_of_fold["logits"] = [logits[min(n_epochs, len(logits) - 1)] for _, logits in held_out]
+            out_of_fold["summaries"] = [kept[min(n_epochs, len(kept) - 1)] for _, kept in held_out]
     module, _ = run(everything, n_epochs)
     return module, n_epochs
 
@@ -356,15 +363,15 @@ class _small_work_threads:
         return False
 
 
-def _losses(module, X, y, logits=None):
-    """The cross-entropy of each example, as a numpy array; the logits are appended to ``logits`` when given."""
+def _losses(module, X, y, summaries=None, summarize=None):
+    """The cross-entropy of each example, as a numpy array; ``summarize(logits)`` is appended to ``summaries``."""
     import torch
 
     module.eval()
     with torch.inference_mode():
         scores = module(X)
-        if logits is not None:
-            logits.append(scores.cpu().numpy().copy())
+        if summarize is not None:
+            summaries.append(summarize(scores.cpu().numpy()))
         # copied out of torch: keeping the tensor held about 1 MiB per epoch alive (measured at n=6,920)
         return torch.nn.functional.cross_entropy(scores, y, reduction="none").cpu().numpy().copy()
 

@@ -340,7 +340,10 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             )
 
         seed = torch_seed(self.random_state)
-        held_out = {}
+        rows, targets = torch.as_tensor(H), torch.as_tensor(y_index)  # in float64 a fold at a time
+        held_out = {
+            "summarizer": lambda train_idx, valid_idx: self._subcentroid_hits(rows, targets, train_idx, valid_idx)
+        }
         network, self.n_epochs_ = train_classifier(
             make_network,
             H,
@@ -361,28 +364,43 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         )
         self.module_ = network.folded()
         self.subcentroid_weight_, self.subcentroid_cv_scores_ = 0.0, None
-        if held_out:
-            self._add_subcentroids(H, y_index, held_out)
+        if "summaries" in held_out:
+            self._add_subcentroids(rows, targets, held_out["summaries"])
         return self
 
-    def _add_subcentroids(self, H, y_index, held_out) -> None:
-        """Choose the weight of the sub-centroid scores on the folds' held-out predictions; add them if not 0."""
-        H = torch.as_tensor(np.asarray(H, dtype=np.float64))
-        y = torch.as_tensor(y_index)
-        n_classes = len(self.classes_)
-        logits = torch.zeros(len(y), n_classes, dtype=torch.float64)
-        scores = torch.zeros_like(logits)
+    def _subcentroid_hits(self, H, y, train_idx, valid_idx):
+        """For one fold: which held-out rows each candidate weight of the sub-centroid scores gets right.
+
+        The returned function maps the fold's held-out logits after an epoch
+        to ``(n_weights, n_valid)`` booleans (centres from the fold's
+        training rows). Only these are kept for each epoch until the epoch
+        is chosen, not the logits (``n_valid x n_classes`` floats): the
+        weight's choice needs no more.
+        """
         with _small_work_threads("cpu"):
-            for (train_idx, valid_idx), fold_logits in zip(held_out["folds"], held_out["logits"], strict=True):
-                logits[valid_idx] = torch.as_tensor(fold_logits, dtype=torch.float64)
-                centres, mask = _subcentroids(H[train_idx], y[train_idx], n_classes, self.n_subcentroids)
-                scores[valid_idx] = _subcentroid_scores(H[valid_idx], centres, mask, _SUBCENTROID_TEMPERATURE)
-        accuracy = [float(((logits + w * scores).argmax(1) == y).double().mean()) for w in _SUBCENTROID_WEIGHTS]
+            n_classes, train, valid = len(self.classes_), H[train_idx].double(), H[valid_idx].double()
+            centres, mask = _subcentroids(train, y[train_idx], n_classes, self.n_subcentroids)
+            scores = _subcentroid_scores(valid, centres, mask, _SUBCENTROID_TEMPERATURE)
+        weights = torch.tensor(_SUBCENTROID_WEIGHTS, dtype=torch.float64)[:, None, None]
+        target = y[valid_idx]
+
+        def hits(logits):
+            logits = torch.as_tensor(logits, dtype=torch.float64)
+            return ((logits + weights * scores).argmax(-1) == target).numpy()
+
+        return hits
+
+    def _add_subcentroids(self, H, y, hits) -> None:
+        """Choose the weight of the sub-centroid scores on the folds' held-out predictions; add them if not 0.
+
+        ``hits`` holds, for each fold, which of its held-out rows each candidate weight gets right.
+        """
+        accuracy = [float(a) for a in np.concatenate(hits, axis=1).sum(1) / len(y)]
         self.subcentroid_cv_scores_ = dict(zip(_SUBCENTROID_WEIGHTS, accuracy, strict=True))
         self.subcentroid_weight_ = _SUBCENTROID_WEIGHTS[int(np.argmax(accuracy))]  # the first, smallest, of equals
         if self.subcentroid_weight_ > 0:
             with _small_work_threads("cpu"):
-                centres, mask = _subcentroids(H, y, n_classes, self.n_subcentroids)
+                centres, mask = _subcentroids(H.double(), y, len(self.classes_), self.n_subcentroids)
             self.module_.add_subcentroids(centres, mask, self.subcentroid_weight_, _SUBCENTROID_TEMPERATURE)
 
     def _prior_projection(self, width: int, dim: int) -> np.ndarray:

@@ -395,3 +395,55 @@ def test_sub_centroids_are_each_class_s_k_means_centres():
     s = h @ centres.reshape(-1, 2).T - 0.5 * (centres.reshape(-1, 2) ** 2).sum(1)
     expected = torch.stack([0.1 * torch.logsumexp(s[:, :3] / 0.1, 1), 0.1 * torch.logsumexp(s[:, 3:5] / 0.1, 1)], 1)
     torch.testing.assert_close(_subcentroid_scores(h, centres, mask, 0.1), expected)
+
+
+def test_the_folds_keep_a_summary_of_each_epochs_held_out_logits_not_the_logits(embedder, monkeypatch):
+    """The choice of the sub-centroid weight keeps, per fold and epoch, only which held-out rows each weight gets
+    right (a few booleans a row), never the logits of every epoch (rows x classes floats)."""
+    from skcrosstune._training import train_classifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 20)
+    X[np.arange(60), y] += 2.0
+    calls, shapes = [], []
+
+    def summarizer(train_idx, valid_idx):
+        calls.append((train_idx, valid_idx))
+        return lambda logits: shapes.append(logits.shape) or logits.argmax(1)
+
+    held_out = {"summarizer": summarizer}
+    _, n_epochs = train_classifier(
+        lambda X_train, y_train: torch.nn.Linear(5, 3),
+        X,
+        y,
+        max_epochs=15,
+        learning_rate=0.05,
+        weight_decay=0.0,
+        batch_size=None,
+        cv=2,
+        n_iter_no_change=5,
+        device="cpu",
+        seed=0,
+        out_of_fold=held_out,
+    )
+    assert [tuple(map(len, fold)) for fold in calls] == [(30, 30), (30, 30)]  # once per fold, at its start
+    assert set(shapes) == {(30, 3)} and len(shapes) >= 2 * 2  # every epoch's held-out logits, epoch 0 included
+    assert held_out["folds"] == calls and "logits" not in held_out
+    assert [s.shape for s in held_out["summaries"]] == [(30,), (30,)] and 0 <= n_epochs <= 15
+
+    # CrossTune: booleans, one row per candidate weight, one column per held-out row
+    kept = []
+    original = CrossTuneClassifier._add_subcentroids
+    monkeypatch.setattr(
+        CrossTuneClassifier,
+        "_add_subcentroids",
+        lambda self, H, y, hits: kept.extend(hits) or original(self, H, y, hits),
+    )
+    X, y = _two_groups_per_class(16, rng)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without the zero-shot prior", category=UserWarning)
+        clf = CrossTuneClassifier(embedder, cv=2, max_epochs=20, random_state=0).fit(X, y)
+    assert [(h.dtype, h.shape) for h in kept] == [(np.bool_, (6, 32)), (np.bool_, (6, 32))]
+    accuracy = np.concatenate(kept, axis=1).mean(1)
+    np.testing.assert_allclose(list(clf.subcentroid_cv_scores_.values()), accuracy)

@@ -351,12 +351,12 @@ def test_bad_zero_shot_settings_are_refused(embedder, params):
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "steps", "fold_epochs"), [(None, 100, 30), (60, 100, 30), (None, 10, 10), (8, 10, 3), (4, 10, 2)]
+    ("batch_size", "steps", "fold_epochs"), [(None, 50, 30), (60, 50, 30), (None, 10, 10), (8, 10, 3), (4, 10, 2)]
 )
 def test_the_fold_decoders_of_the_weight_choice_take_at_most_zero_shot_cv_steps(
     embedder, monkeypatch, batch_size, steps, fold_epochs
 ):
-    # 60 rows, 2 folds of 30. One batch an epoch: the default 100 steps leave all 30 epochs, 10 steps 10
+    # 60 rows, 2 folds of 30. One batch an epoch: the default 50 steps leave all 30 epochs, 10 steps 10
     # epochs; batches of 8 are 4 steps an epoch, so 10 steps are 3 whole epochs, batches of 4 (8 steps) 2
     import skcrosstune.dect as dect_module
 

@@ -560,12 +560,14 @@ def test_a_failed_request_loses_none_of_the_replies_in_flight_beside_it(server, 
     server.push(slow(1.5), refusal, *[slow(1.5)] * (n_concurrent - 2))
     with pytest.raises(BlackBoxError):
         augmenter.fit_resample(TEXTS, LABELS)
-    # nothing new was sent after the refusal, and every reply of the first wave was stored
-    assert len(chat_requests(server)) == n_concurrent
-    assert augmenter.n_requests_ == n_concurrent - 1
+    # no second wave was sent, and every reply of the requests sent beside the refusal was kept (on a
+    # loaded box a request of the first wave may not have left yet when the refusal returns: it is not sent)
+    sent = len(chat_requests(server))
+    assert 2 <= sent <= n_concurrent
+    assert augmenter.n_requests_ == sent - 1
     server.reset()
     X_res, _ = clone(augmenter).fit_resample(TEXTS, LABELS)
-    assert len(chat_requests(server)) == 16 - (n_concurrent - 1)
+    assert len(chat_requests(server)) == 16 - (sent - 1)
     assert len(X_res) == 10 + 2 * 24
 
 

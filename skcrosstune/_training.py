@@ -236,7 +236,7 @@ def train_classifier(
         generator = torch.Generator().manual_seed(seed)
         Xt, yt = X_all[train_idx].to(device), y_all[train_idx].to(device)
         size = len(train_idx) if batch_size is None else batch_size
-        steps_per_epoch = -(-len(train_idx) // size)
+        steps = steps_per_epoch(len(train_idx), batch_size)
         losses = []  # per epoch, the loss of each validation example
         summaries, summarize = [], None  # per epoch, what the caller keeps of the held-out logits
         if valid_idx is not None:
@@ -261,7 +261,7 @@ def train_classifier(
                 if valid_idx is not None:
                     losses.append(_losses(module, Xv, yv, summaries, summarize))
                     means.append(losses[-1].mean())
-                    if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps_per_epoch, n_iter_no_change):
+                    if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps, n_iter_no_change):
                         break
         return module.eval().cpu(), (losses, summaries)
 
@@ -289,6 +289,11 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
             out_of_fold["summaries"] = [kept[min(n_epochs, len(kept) - 1)] for _, kept in held_out]
     module, _ = run(everything, n_epochs)
     return module, n_epochs
+
+
+def steps_per_epoch(n_rows: int, batch_size: int | None) -> int:
+    """Gradient steps in one epoch over ``n_rows`` rows (``batch_size`` None: the whole set, one step)."""
+    return 1 if batch_size is None else -(-n_rows // batch_size)
 
 
 def _patience_runs_out(epochs_since_best: int, steps_per_epoch: int, n_iter_no_change: int) -> bool:

@@ -50,7 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import EmbeddingHeadClassifier
 from ._compat import HasMethods, Interval, StrOptions, _check_feature_names, _fit_context
 from ._ngrams import mine_ngrams, project_onto_simplex
-from ._training import torch_seed
+from ._training import steps_per_epoch, torch_seed
 from ._validation import (
     check_label_descriptions,
     check_label_word_groups,
@@ -497,7 +497,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         best = self._evaluate(score, np.empty(0, dtype=int), dev_texts, dev_y, step=0)
         self.distribution_ = probs.detach().numpy().copy()
         batches = _minibatches(train, self.batch_size, rng)
-        steps_per_epoch = -(-len(train) // self.batch_size)
+        epoch_steps = steps_per_epoch(len(train), self.batch_size)
         evaluated = True
         self.n_steps_ = 0
         from tqdm.auto import tqdm
@@ -518,7 +518,7 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
                 probs.copy_(torch.as_tensor(project_onto_simplex(probs.numpy())))
             self.n_steps_ = step + 1
             evaluated = False
-            if self.n_steps_ % steps_per_epoch == 0:
+            if self.n_steps_ % epoch_steps == 0:
                 best = self._keep_if_better(score, best, probs, dev_texts, dev_y)
                 evaluated = True
         if not evaluated:

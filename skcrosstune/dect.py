@@ -74,6 +74,7 @@ from ._training import (
     _stratified_folds,
     predict_logits,
     resolve_device,
+    steps_per_epoch,
     torch_seed,
     train_classifier,
 )
@@ -463,8 +464,9 @@ class DecTClassifier(EmbeddingHeadClassifier):
         candidates = [factor * self.zero_shot_weight_ for factor in _CV_WEIGHT_FACTORS]
         errors = np.zeros((len(candidates), len(y_index)))
         for train_idx, valid_idx in folds:
-            steps_per_epoch = 1 if self.batch_size is None else -(-len(train_idx) // self.batch_size)
-            epochs = min(self.max_epochs, -(-self.zero_shot_cv_steps // steps_per_epoch))
+            epochs = min(
+                self.max_epochs, -(-self.zero_shot_cv_steps // steps_per_epoch(len(train_idx), self.batch_size))
+            )
             decoder, _ = self._train(features[train_idx], y_index[train_idx], candidates, 0, epochs, seed)
             logits = predict_logits(decoder.double(), features[valid_idx])  # (n_valid, n_classes, n_candidates)
             errors[:, valid_idx] = (logits.argmax(1) != y_index[valid_idx, None]).T

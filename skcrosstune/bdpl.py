@@ -87,11 +87,12 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
     label_words : dict or list, default=None
         For label-word black boxes: label -> word (or list of words, whose
         best score stands for the class), or one entry per class in the order
-        of ``classes_``.
+        of ``classes_``. An embedding black box refuses them.
 
     label_descriptions : dict, default=None
         For embedding black boxes: label -> description (or list of them,
-        the closest counts). None builds one from each label name.
+        the closest counts). None builds one from each label name. A
+        label-word black box refuses them.
 
     template : str, default="{prompt} {text}"
         Where the prompt goes: ``{prompt}`` and ``{text}`` once each. A mask
@@ -427,9 +428,24 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         return "mask" if getattr(box, "pooling", None) == "mask" else "similarity"
 
     def _class_texts(self) -> list[list[str]]:
-        """The checked label words (label-word black boxes) or descriptions (similarity), one group per class."""
+        """The checked label words (label-word black boxes) or descriptions (similarity), one group per class.
+
+        The one of ``label_words`` and ``label_descriptions`` that this black
+        box does not read is refused when given, rather than ignored.
+        """
         if self.black_box_ == "similarity":
+            if self.label_words is not None:
+                raise ValueError(
+                    "label_words is for label-word black boxes (a masked LM with pooling='mask', or a "
+                    "log-probability backend); this embedder scores classes by similarity to "
+                    "label_descriptions: give those instead, or None for the label names."
+                )
             return check_label_descriptions(self.label_descriptions, self.classes_)
+        if self.label_descriptions is not None:
+            raise ValueError(
+                f"label_descriptions is for embedding black boxes; this {self.black_box_!r} black box scores "
+                "label_words: give label_words only."
+            )
         if self.label_words is None:
             raise ValueError(
                 f"The {self.black_box_!r} black box scores label words: give label_words, one word (or list "

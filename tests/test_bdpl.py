@@ -189,6 +189,7 @@ def test_a_budget_too_small_for_one_step_is_a_clear_error():
         ({"template": "{prompt} {text} {mask}"}, "template must hold"),
         ({"template": "{prompt {text}"}, "not a valid format string"),
         ({"loss": "hinge"}, "loss"),
+        ({"label_descriptions": {"pos": "praise", "neg": "blame"}}, "label_descriptions is for embedding"),
     ],
 )
 def test_bad_settings_get_clear_errors(params, match):
@@ -269,6 +270,7 @@ def test_the_similarity_path_on_an_embeddings_api(openai_server, tmp_path):
         ({"max_queries": 10}, "cannot pay for one step"),
         ({"label_descriptions": {"good": "praise"}}, "no entry for the classes"),
         ({"min_ngram_count": 50}, "prompt candidate"),
+        ({"label_words": {"good": "yes", "bad": "no"}}, "label_words is for label-word black boxes"),
     ],
 )
 def test_bad_settings_cost_no_query_of_an_embeddings_api(openai_server, tmp_path, params, match):

@@ -190,7 +190,7 @@ def train_classifier(
         Measure how far an epoch's held-out loss is from the best one by the
         standard error of the per-example differences (the same examples
         score every epoch) rather than by the spread of the best epoch's
-        losses; see :func:`_one_standard_error_epochs`.
+        losses; see :func:`_simplest_within_one_standard_error`.
     out_of_fold : dict or None
         When given, it holds ``"summarizer"``: ``summarizer(train, validation)``
         is called at the start of each fold with its index arrays and returns
@@ -283,7 +283,7 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
         longest = max(len(c) for c in curves)
         # a fold that stopped early keeps its last (worsening) losses; every example is validated once
         padded = [np.array(c + [c[-1]] * (longest - len(c))) for c in curves]
-        n_epochs = _one_standard_error_epochs(np.concatenate(padded, axis=1), paired=paired)
+        n_epochs = _simplest_within_one_standard_error(np.concatenate(padded, axis=1), paired=paired)
         if out_of_fold is not None:
             out_of_fold["folds"] = folds
             out_of_fold["summaries"] = [kept[min(n_epochs, len(kept) - 1)] for _, kept in held_out]
@@ -312,12 +312,14 @@ def _patience_runs_out(epochs_since_best: int, steps_per_epoch: int, n_iter_no_c
     return epochs_since_best >= 3 and epochs_since_best * steps_per_epoch >= 2 * n_iter_no_change
 
 
-def _one_standard_error_epochs(losses, *, paired: bool = False):
-    """The fewest epochs whose mean held-out loss is within one standard error of the best.
+def _simplest_within_one_standard_error(losses, *, paired: bool = False):
+    """The first (simplest) candidate whose mean held-out loss is within one standard error of the best.
 
-    ``losses`` has shape ``(n_epochs + 1, n_validated)``: the loss of every
-    held-out example (each validated once, in its fold) after each epoch,
-    epoch 0 first. With a handful of validation examples the mean curve is
+    ``losses`` has shape ``(n_candidates, n_validated)``: the loss of every
+    held-out example (each validated once, in its fold) for each candidate,
+    simplest first; for the number of epochs, the losses after each epoch,
+    epoch 0 first. Heads choose other settings with it too (DecT the weight
+    of its zero-shot term, CrossTune that of its sub-centroid scores). With a handful of validation examples the mean curve is
     noisy, and its plain minimum often picks a long run whose advantage is
     noise; the one-standard-error rule prefers the simplest model the
     held-out examples cannot tell apart from the best (Hastie, Tibshirani and

@@ -34,8 +34,9 @@ built here:
    ``T logsumexp_j((h . mu_j - |mu_j|^2 / 2) / T)`` (a soft nearest
    sub-centroid rule) are added to the logits with a weight chosen on the
    held-out predictions of the cross-validation folds (centres from each
-   fold's training rows), zero included: the most accurate weight, the
-   smallest of equals.
+   fold's training rows), zero included: the smallest weight whose
+   held-out accuracy is within one standard error of the best (of the
+   row-by-row differences), as for the epochs.
 
 Before any gradient step the residuals are zero, so the classifier predicts
 what similarity between the text and the label-enhanced keys predicts; with
@@ -60,13 +61,20 @@ from torch import nn
 
 from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, _fit_context
-from ._training import DeviceOptions, _small_work_threads, resolve_device, torch_seed, train_classifier
+from ._training import (
+    DeviceOptions,
+    _simplest_within_one_standard_error,
+    _small_work_threads,
+    resolve_device,
+    torch_seed,
+    train_classifier,
+)
 from ._validation import check_label_descriptions, check_labels, count_inputs
 
 __all__ = ["CrossTuneClassifier"]
 
 # The sub-centroid scores: the temperature of their soft maximum over a class's centres, and the weights
-# the held-out predictions choose from, the smallest first (the most accurate is taken, the smallest of equals).
+# the held-out predictions choose from, the smallest first (the smallest within one standard error of the best).
 _SUBCENTROID_TEMPERATURE = 0.1
 _SUBCENTROID_WEIGHTS = (0.0, 2.5, 5.0, 10.0, 20.0, 40.0)
 
@@ -197,7 +205,9 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         Epochs of the final training (0: the label-enhanced prior was kept).
 
     subcentroid_weight_ : float
-        The weight of the sub-centroid scores in the logits (0: not used).
+        The weight of the sub-centroid scores in the logits (0: not used):
+        the smallest candidate whose held-out accuracy is within one
+        standard error of the best.
 
     subcentroid_cv_scores_ : dict or None
         Held-out accuracy of the folds' predictions for each candidate
@@ -395,9 +405,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
 
         ``hits`` holds, for each fold, which of its held-out rows each candidate weight gets right.
         """
-        accuracy = [float(a) for a in np.concatenate(hits, axis=1).sum(1) / len(y)]
-        self.subcentroid_cv_scores_ = dict(zip(_SUBCENTROID_WEIGHTS, accuracy, strict=True))
-        self.subcentroid_weight_ = _SUBCENTROID_WEIGHTS[int(np.argmax(accuracy))]  # the first, smallest, of equals
+        hits = np.concatenate(hits, axis=1)
+        self.subcentroid_cv_scores_ = dict(zip(_SUBCENTROID_WEIGHTS, map(float, hits.mean(1)), strict=True))
+        # as for the epochs: the smallest weight the held-out rows cannot tell from the best, row by row
+        choice = _simplest_within_one_standard_error(1.0 - hits, paired=True)
+        self.subcentroid_weight_ = _SUBCENTROID_WEIGHTS[choice]
         if self.subcentroid_weight_ > 0:
             with _small_work_threads("cpu"):
                 centres, mask = _subcentroids(H.double(), y, len(self.classes_), self.n_subcentroids)

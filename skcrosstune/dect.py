@@ -70,7 +70,7 @@ from ._base import EmbeddingHeadClassifier, _with_x_parameter
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import (
     DeviceOptions,
-    _one_standard_error_epochs,
+    _simplest_within_one_standard_error,
     _stratified_folds,
     predict_logits,
     resolve_device,
@@ -473,7 +473,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
         self.zero_shot_cv_scores_ = {
             weight: 1.0 - error for weight, error in zip(candidates, errors.mean(1), strict=True)
         }
-        self.zero_shot_weight_ = candidates[_one_standard_error_epochs(errors)]
+        self.zero_shot_weight_ = candidates[_simplest_within_one_standard_error(errors)]
 
     # ------------------------------------------------------------ zero shot
     def _prepare_zero_shot(self, H: np.ndarray, label_texts: list[list[str]]) -> None:

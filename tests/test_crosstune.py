@@ -236,7 +236,7 @@ def test_one_example_per_class_trains_nothing_and_only_enhances_the_keys(embedde
 
 
 def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_chosen():
-    from skcrosstune._training import _one_standard_error_epochs
+    from skcrosstune._training import _simplest_within_one_standard_error
 
     epochs = np.arange(30)
     # steep progress for 10 epochs, then a slow drift down to the minimum at epoch 29
@@ -244,22 +244,22 @@ def test_the_fewest_epochs_the_held_out_examples_cannot_tell_from_the_best_are_c
     # four validation examples, one loss each per epoch: standard error 0.041 at every epoch
     losses = np.stack([curve + noise for noise in (-0.1, 0.0, 0.1, 0.0)], axis=1)
     assert losses.shape == (30, 4) and np.argmin(losses.mean(1)) == 29
-    assert _one_standard_error_epochs(losses) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
-    assert _one_standard_error_epochs(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum
+    assert _simplest_within_one_standard_error(losses) == 10  # 0.5 is within 0.041 of 0.462; epoch 9 (0.55) is not
+    assert _simplest_within_one_standard_error(np.stack([curve, curve], axis=1)) == 29  # no spread: the minimum
 
 
 def test_paired_errors_see_an_improvement_every_held_out_example_shares():
     """Examples of very different difficulty, each improving by the same 0.01 an epoch for 20 epochs."""
-    from skcrosstune._training import _one_standard_error_epochs
+    from skcrosstune._training import _simplest_within_one_standard_error
 
     rng = np.random.default_rng(0)
     difficulty = rng.uniform(0.0, 3.0, size=200)  # a spread of losses that dwarfs the improvement
     epochs = np.minimum(np.arange(31), 20)[:, None]
     losses = difficulty + 1.0 - 0.01 * epochs + rng.normal(scale=0.005, size=(31, 200))
     # unpaired, the best epoch's spread (about 0.06 of standard error) swallows the whole 0.2 gain
-    assert _one_standard_error_epochs(losses) <= 15
+    assert _simplest_within_one_standard_error(losses) <= 15
     # paired, each example's own improvement is measured: the training that helped them all is kept
-    assert _one_standard_error_epochs(losses, paired=True) >= 19
+    assert _simplest_within_one_standard_error(losses, paired=True) >= 19
 
 
 def _cross_attention_by_the_formula(network, h):
@@ -359,12 +359,29 @@ def test_sub_centroids_tell_apart_classes_of_several_groups_that_no_linear_map_c
     assert clf.subcentroid_weight_ > 0 and clf.score(X_test, y_test) >= 0.95
     assert linear.subcentroid_weight_ == 0 and linear.subcentroid_cv_scores_ is None
     assert linear.score(X_test, y_test) <= 0.8
-    # the weight chosen is the most accurate on the held-out rows, the smallest of equals
+    # the weight chosen: the smallest whose held-out accuracy is within one standard error of the best
     scores = clf.subcentroid_cv_scores_
     assert list(scores) == [0.0, 2.5, 5.0, 10.0, 20.0, 40.0] and scores[0.0] <= 0.8
-    assert clf.subcentroid_weight_ == min(w for w, s in scores.items() if s == max(scores.values()))
+    assert scores[clf.subcentroid_weight_] >= max(scores.values()) - 0.1
+    assert all(s < scores[clf.subcentroid_weight_] for w, s in scores.items() if w < clf.subcentroid_weight_)
     # a row's prediction does not depend on the rows predicted with it
     np.testing.assert_array_equal(clf.decision_function(X_test[:1]), clf.decision_function(X_test)[:1])
+
+
+def test_a_sub_centroid_weight_the_held_out_rows_cannot_tell_from_zero_is_not_taken(embedder):
+    """One more right row of 100 is noise: the weight stays 0. Thirty more are not: the smallest such weight."""
+    X, y = _two_groups_per_class(16, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without the zero-shot prior", category=UserWarning)
+        clf = CrossTuneClassifier(embedder, cv=2, max_epochs=5, random_state=0).fit(X, y)
+    rows, targets = torch.as_tensor(X), torch.as_tensor((y == "b").astype(np.int64))
+    baseline = np.arange(100) < 60  # weight 0 gets 60 of 100 held-out rows right
+    marginal = np.stack([baseline] + [baseline | (np.arange(100) == 99)] * 5)
+    clf._add_subcentroids(rows, targets, [marginal[:, :50], marginal[:, 50:]])
+    assert clf.subcentroid_weight_ == 0 and clf.subcentroid_cv_scores_[2.5] == 0.61
+    clear = np.stack([baseline, baseline, baseline | (np.arange(100) >= 70)] + [np.arange(100) < 91] * 3)
+    clf._add_subcentroids(rows, targets, [clear[:, :50], clear[:, 50:]])
+    assert clf.subcentroid_weight_ == 5.0 and clf.module_.subcentroid_weight == 5.0
 
 
 def test_without_cross_validation_the_sub_centroids_are_not_used(embedder):

@@ -384,6 +384,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.sizes, args.lookups, args.grid_texts = [1_000, 10_000], 5_000, 60
         args.results_dir = Path(tempfile.mkdtemp(prefix="bench-store-results-"))
+    if args.scratch is not None:
+        Path(args.scratch).mkdir(parents=True, exist_ok=True)
 
     from tests._redis import RedisServer, find_redis_server
 

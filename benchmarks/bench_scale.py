@@ -15,7 +15,8 @@ per class up to the whole training set.
 - resident memory: the growth of the peak resident set size (``VmHWM``)
   during one fit in a forked child process, which does count torch (Linux
   only; coarse for small heads, whose allocations fit in memory the process
-  already holds).
+  already holds). The child runs torch on one thread: a forked process
+  cannot use its parent's thread pool.
 
 White-box methods (SetFit) have no head on cached embeddings, and BDPL
 queries the black box while it fits: both are left out.
@@ -42,6 +43,7 @@ import os
 import platform
 import time
 import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -121,22 +123,51 @@ def _memory_status() -> dict:
 
 
 def _fit_and_report(build, X, y, connection) -> None:
+    import torch
+
+    # a forked child cannot use the parent's intra-op thread pool (it would wait on it forever): one thread
+    torch.set_num_threads(1)
     before = _memory_status()["VmRSS"]
     build().fit(X, y)
     connection.send(_memory_status()["VmHWM"] - before)
 
 
-def resident_growth(build, X, y) -> float | None:
-    """How far one fit raises the peak resident set size, measured in a forked child; None off Linux."""
+def resident_growth(build, X, y, timeout: float = 600.0) -> float | None:
+    """How far one fit raises the peak resident set size, measured in a forked child.
+
+    None off Linux, and None (with a message) when the child has not
+    answered within ``timeout`` seconds: it is killed rather than waited for.
+    """
     if not os.path.exists("/proc/self/status"):
         return None
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_fit_and_report, args=(build, X, y, sender))
     child.start()
-    growth = receiver.recv()
+    growth = receiver.recv() if receiver.poll(timeout) else None
+    if growth is None:
+        child.kill()
+        print(f"  the forked child measuring resident memory gave no answer in {timeout:.0f} s: killed", flush=True)
     child.join()
     return growth
+
+
+def _embed_and_count(texts, cache_dir):
+    embedder = BlackBoxEmbedder(store=str(cache_dir))
+    return embedder.fit_transform(texts), embedder.n_queries_
+
+
+def embed_in_a_fresh_process(texts, cache_dir):
+    """Embed ``texts`` through the store in a spawned process: ``(vectors, queries sent, seconds)``.
+
+    The model's thread pool then never starts in this process, whose forked
+    children (``resident_growth``) would otherwise hang in it after a cold
+    cache made this process embed.
+    """
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        vectors, queries = pool.submit(_embed_and_count, texts, cache_dir).result()
+    return dict(zip(texts, vectors, strict=True)), queries, time.perf_counter() - start
 
 
 TABLES = (
@@ -220,10 +251,8 @@ def by_classes(args, data_home) -> None:
     names = label_names(first.labels)
     texts = [t for split in splits.values() for t in split.X_train + split.X_dev] + first.X_test
     texts = list(dict.fromkeys(texts + list(names.values())))
-    embedder = BlackBoxEmbedder(store=str(args.cache_dir))
-    start = time.perf_counter()
-    vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
-    print(f"embedded {len(texts)} texts in {time.perf_counter() - start:.0f} s", flush=True)
+    vectors, queries, seconds = embed_in_a_fresh_process(texts, args.cache_dir)
+    print(f"embedded {len(texts)} texts in {seconds:.0f} s ({queries} queries)", flush=True)
     rng = np.random.default_rng(0)
     order = list(rng.permutation(first.labels))  # nested subsets: the first k of one random order
     records, meta = (
@@ -368,11 +397,8 @@ def main(argv=None) -> None:
             X_full + split.X_test + split.X_dev + list(descriptions.values()) + list(label_names(split.labels).values())
         )
     )
-    embedder = BlackBoxEmbedder(store=str(args.cache_dir))
-    start = time.perf_counter()
-    vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
-    embed_seconds = time.perf_counter() - start
-    print(f"embedded {len(texts)} texts in {embed_seconds:.0f} s ({embedder.n_queries_} queries)", flush=True)
+    vectors, queries, embed_seconds = embed_in_a_fresh_process(texts, args.cache_dir)
+    print(f"embedded {len(texts)} texts in {embed_seconds:.0f} s ({queries} queries)", flush=True)
 
     load_before = os.getloadavg()[0]
     # heads on cached vectors: methods that query the black box while fitting (bdpl) are left out
@@ -411,7 +437,7 @@ def main(argv=None) -> None:
         "repeats": args.repeats,
         "n_embedded": len(texts),
         "embed_seconds": embed_seconds,
-        "queries": embedder.n_queries_,
+        "queries": queries,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }

@@ -388,8 +388,8 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         weight's choice needs no more.
         """
         with _small_work_threads("cpu"):
-            n_classes, train, valid = len(self.classes_), H[train_idx].double(), H[valid_idx].double()
-            centres, mask = _subcentroids(train, y[train_idx], n_classes, self.n_subcentroids)
+            n_classes, valid = len(self.classes_), H[valid_idx].double()
+            centres, mask = _subcentroids(H[train_idx], y[train_idx], n_classes, self.n_subcentroids)
             scores = _subcentroid_scores(valid, centres, mask, _SUBCENTROID_TEMPERATURE)
         weights = torch.tensor(_SUBCENTROID_WEIGHTS, dtype=torch.float64)[:, None, None]
         target = y[valid_idx]
@@ -412,7 +412,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self.subcentroid_weight_ = _SUBCENTROID_WEIGHTS[choice]
         if self.subcentroid_weight_ > 0:
             with _small_work_threads("cpu"):
-                centres, mask = _subcentroids(H.double(), y, len(self.classes_), self.n_subcentroids)
+                centres, mask = _subcentroids(H, y, len(self.classes_), self.n_subcentroids)
             self.module_.add_subcentroids(centres, mask, self.subcentroid_weight_, _SUBCENTROID_TEMPERATURE)
 
     def _prior_projection(self, width: int, dim: int) -> np.ndarray:
@@ -586,21 +586,23 @@ def _subcentroids(X, y, n_classes: int, k: int, n_iter: int = 10):
     Parameters
     ----------
     X : torch.Tensor of shape (n_samples, width)
+        Copied by class into one float64 array (a float32 ``X`` is not
+        converted as a whole first: one copy of the rows, not two).
     y : torch.Tensor of shape (n_samples,)
         Class indices; every class has a row.
     n_classes, k, n_iter : int
 
     Returns
     -------
-    centres : torch.Tensor of shape (n_classes, k, width)
+    centres : torch.Tensor of shape (n_classes, k, width), float64
     mask : torch.Tensor of shape (n_classes, k)
         Which centres are real.
     """
     counts = torch.bincount(y, minlength=n_classes)
     order = torch.argsort(y, stable=True)
     slot = torch.arange(len(y)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    points = X.new_zeros(n_classes, int(counts.max()), X.shape[1])
-    points[y[order], slot] = X[order]
+    points = torch.zeros(n_classes, int(counts.max()), X.shape[1], dtype=torch.float64)
+    points[y[order], slot] = X[order].double()
     valid = torch.arange(points.shape[1]) < counts[:, None]
     mask = torch.arange(k) < counts[:, None]
     rows = torch.arange(n_classes)
@@ -609,7 +611,7 @@ def _subcentroids(X, y, n_classes: int, k: int, n_iter: int = 10):
     def squared_distances(centres):  # (class, row, centre), by norms and one product
         return norms[..., None] - 2 * points @ centres.transpose(1, 2) + (centres**2).sum(-1)[:, None]
 
-    mean = (points * valid[..., None]).sum(1) / counts[:, None]
+    mean = points.sum(1) / counts[:, None]  # the padding rows are zeros
     farthest = squared_distances(mean[:, None])[..., 0]
     chosen = []
     for _ in range(k):
@@ -621,7 +623,7 @@ def _subcentroids(X, y, n_classes: int, k: int, n_iter: int = 10):
         previous, assign = assign, squared_distances(centres).masked_fill(~mask[:, None], torch.inf).argmin(-1)
         if previous is not None and torch.equal(assign, previous):
             break
-        members = nn.functional.one_hot(assign, k).to(X.dtype) * valid[..., None]
+        members = nn.functional.one_hot(assign, k).to(points.dtype) * valid[..., None]
         sizes = members.sum(1)[..., None]
         centres = torch.where(sizes > 0, members.transpose(1, 2) @ points / sizes.clamp_min(1), centres)
     return centres, mask

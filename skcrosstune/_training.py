@@ -319,7 +319,9 @@ def _simplest_within_one_standard_error(losses, *, paired: bool = False):
     held-out example (each validated once, in its fold) for each candidate,
     simplest first; for the number of epochs, the losses after each epoch,
     epoch 0 first. Heads choose other settings with it too (DecT the weight
-    of its zero-shot term, CrossTune that of its sub-centroid scores). With a handful of validation examples the mean curve is
+    of its zero-shot term, CrossTune that of its sub-centroid scores).
+
+    With a handful of validation examples the mean curve is
     noisy, and its plain minimum often picks a long run whose advantage is
     noise; the one-standard-error rule prefers the simplest model the
     held-out examples cannot tell apart from the best (Hastie, Tibshirani and

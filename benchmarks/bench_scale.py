@@ -43,7 +43,6 @@ import os
 import platform
 import time
 import tracemalloc
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -152,22 +151,12 @@ def resident_growth(build, X, y, timeout: float = 600.0) -> float | None:
     return growth
 
 
-def _embed_and_count(texts, cache_dir):
+def embed_through_the_store(texts, cache_dir):
+    """``(vectors by text, queries sent, seconds)`` for ``texts`` through the query store."""
     embedder = BlackBoxEmbedder(store=str(cache_dir))
-    return embedder.fit_transform(texts), embedder.n_queries_
-
-
-def embed_in_a_fresh_process(texts, cache_dir):
-    """Embed ``texts`` through the store in a spawned process: ``(vectors, queries sent, seconds)``.
-
-    The model's thread pool then never starts in this process, whose forked
-    children (``resident_growth``) would otherwise hang in it after a cold
-    cache made this process embed.
-    """
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        vectors, queries = pool.submit(_embed_and_count, texts, cache_dir).result()
-    return dict(zip(texts, vectors, strict=True)), queries, time.perf_counter() - start
+    vectors = dict(zip(texts, embedder.fit_transform(texts), strict=True))
+    return vectors, embedder.n_queries_, time.perf_counter() - start
 
 
 TABLES = (
@@ -251,7 +240,7 @@ def by_classes(args, data_home) -> None:
     names = label_names(first.labels)
     texts = [t for split in splits.values() for t in split.X_train + split.X_dev] + first.X_test
     texts = list(dict.fromkeys(texts + list(names.values())))
-    vectors, queries, seconds = embed_in_a_fresh_process(texts, args.cache_dir)
+    vectors, queries, seconds = embed_through_the_store(texts, args.cache_dir)
     print(f"embedded {len(texts)} texts in {seconds:.0f} s ({queries} queries)", flush=True)
     rng = np.random.default_rng(0)
     order = list(rng.permutation(first.labels))  # nested subsets: the first k of one random order
@@ -397,7 +386,7 @@ def main(argv=None) -> None:
             X_full + split.X_test + split.X_dev + list(descriptions.values()) + list(label_names(split.labels).values())
         )
     )
-    vectors, queries, embed_seconds = embed_in_a_fresh_process(texts, args.cache_dir)
+    vectors, queries, embed_seconds = embed_through_the_store(texts, args.cache_dir)
     print(f"embedded {len(texts)} texts in {embed_seconds:.0f} s ({queries} queries)", flush=True)
 
     load_before = os.getloadavg()[0]

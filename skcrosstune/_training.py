@@ -321,13 +321,13 @@ def _simplest_within_one_standard_error(losses, *, paired: bool = False):
     epoch 0 first. Heads choose other settings with it too (DecT the weight
     of its zero-shot term, CrossTune that of its sub-centroid scores).
 
-    With a handful of validation examples the mean curve is
-    noisy, and its plain minimum often picks a long run whose advantage is
-    noise; the one-standard-error rule prefers the simplest model the
-    held-out examples cannot tell apart from the best (Hastie, Tibshirani and
-    Friedman, *The Elements of Statistical Learning*, 7.10). The standard
-    error is taken over examples rather than folds: with two or three folds
-    a spread over folds says next to nothing.
+    With a handful of validation examples the mean curve is noisy, and its
+    plain minimum often picks a long run whose advantage is noise; the
+    one-standard-error rule prefers the simplest model the held-out examples
+    cannot tell apart from the best (Hastie, Tibshirani and Friedman, *The
+    Elements of Statistical Learning*, 7.10). The standard error is taken
+    over examples rather than folds: with two or three folds a spread over
+    folds says next to nothing.
 
     With ``paired=True`` the error of each epoch is that of its mean
     difference from the best epoch, example by example. The examples'

@@ -314,12 +314,35 @@ def check_label_descriptions(
     known = {_label_key(c): c for c in classes}
     unknown = [label for label in descriptions if _label_key(label) not in known]
     if unknown:
-        raise ValueError(f"{name} names labels that are not in y: {unknown}; the classes are {list(classes)}.")
+        raise ValueError(
+            f"{name} names labels that are not in y: {_preview(unknown)}; the classes are "
+            f"{_preview(list(classes))}.{_encoded_labels_hint(unknown, classes, name)}"
+        )
     given = {_label_key(label): value for label, value in descriptions.items()}
     missing = [c for c in classes if _label_key(c) not in given]
     if missing:
-        raise ValueError(f"{name} has no entry for the classes {missing}; every class needs one.")
+        raise ValueError(f"{name} has no entry for the classes {_preview(missing)}; every class needs one.")
     return [_texts_of_entry(given[_label_key(c)], f"{name} of class {_label_key(c)!r}") for c in classes]
+
+
+def _preview(values: list, limit: int = 8) -> str:
+    """A list for an error message: plain Python values, the first ``limit`` of a longer one and the count."""
+    shown = [v.item() if isinstance(v, np.generic) else v for v in values[:limit]]
+    if len(values) <= limit:
+        return repr(shown)
+    return f"{repr(shown)[:-1]}, ... ({len(values)} in all)]"
+
+
+def _encoded_labels_hint(unknown: list, classes: np.ndarray, name: str) -> str:
+    """Why descriptions keyed by label names can meet classes 0..n-1: a meta-estimator encoded ``y``."""
+    encoded = classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
+    if not encoded or any(isinstance(label, numbers.Integral) for label in unknown):
+        return ""
+    return (
+        " y holds the integers 0 to n_classes - 1: a meta-estimator such as scikit-learn's VotingClassifier "
+        f"or StackingClassifier encodes the labels before fitting this one, so key {name} by those integers "
+        "(label i is the i-th of the sorted original labels)."
+    )
 
 
 def _texts_of_entry(value: Any, what: str) -> list[str]:

@@ -59,6 +59,7 @@ of a sentence pair, to its sign.
 
 from __future__ import annotations
 
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -464,9 +465,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
         candidates = [factor * self.zero_shot_weight_ for factor in _CV_WEIGHT_FACTORS]
         errors = np.zeros((len(candidates), len(y_index)))
         for train_idx, valid_idx in folds:
-            epochs = min(
-                self.max_epochs, -(-self.zero_shot_cv_steps // steps_per_epoch(len(train_idx), self.batch_size))
-            )
+            steps = steps_per_epoch(len(train_idx), self.batch_size)
+            epochs = min(self.max_epochs, math.ceil(self.zero_shot_cv_steps / steps))  # whole epochs to hold them
             decoder, _ = self._train(features[train_idx], y_index[train_idx], candidates, 0, epochs, seed)
             logits = predict_logits(decoder.double(), features[valid_idx])  # (n_valid, n_classes, n_candidates)
             errors[:, valid_idx] = (logits.argmax(1) != y_index[valid_idx, None]).T

@@ -61,3 +61,35 @@ def test_a_batch_is_predicted_exactly_as_its_rows_one_at_a_time(make_head, tiny_
         rtol=0,
         atol=1e-12,
     )
+
+
+def test_the_heads_soft_vote_in_a_voting_classifier_and_the_store_answers_the_second(tiny_bert, tmp_path, monkeypatch):
+    """VotingClassifier hands its members y encoded as 0..n-1, so descriptions are keyed by those integers."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from skcrosstune.backends.local import LocalBackend
+
+    sent = []
+    original = LocalBackend.encode
+    monkeypatch.setattr(LocalBackend, "encode", lambda self, items: sent.extend(items) or original(self, items))
+    embedder = BlackBoxEmbedder(str(tiny_bert), store=str(tmp_path / "store"))
+    encoded = {i: DESCRIPTIONS[label] for i, label in enumerate(sorted(DESCRIPTIONS))}  # "neg" is 0, "pos" 1
+
+    def vote(descriptions):
+        return VotingClassifier(
+            [
+                ("crosstune", CrossTuneClassifier(embedder, descriptions, max_epochs=40, cv=0, random_state=0)),
+                ("dect", DecTClassifier(embedder, label_descriptions=descriptions, random_state=0)),
+                ("probe", make_pipeline(embedder, LogisticRegression())),
+            ],
+            voting="soft",
+        )
+
+    with pytest.raises(ValueError, match="VotingClassifier or StackingClassifier encodes the labels"):
+        vote(DESCRIPTIONS).fit(TEXTS, LABELS)
+    ensemble = vote(encoded).fit(TEXTS, LABELS)
+    assert set(ensemble.predict(TEXTS)) <= {"pos", "neg"}
+    assert ensemble.predict_proba(TEXTS).shape == (6, 2)
+    assert sorted(sent) == sorted(set(TEXTS) | set(DESCRIPTIONS.values()))

@@ -191,6 +191,22 @@ def test_bad_descriptions_name_the_argument_and_class(descriptions, error, match
         check_label_descriptions(descriptions, np.array(["a", "b"]))
 
 
+def test_many_unknown_or_missing_classes_are_listed_briefly_as_plain_values():
+    classes = np.arange(150)
+    names = {f"intent {i}": "x" for i in range(150)}
+    with pytest.raises(ValueError) as caught:
+        check_label_descriptions(names, classes)
+    message = str(caught.value)
+    assert "['intent 0', 'intent 1'," in message and "... (150 in all)]" in message
+    assert "[0, 1, 2," in message and "np.int64" not in message and len(message) < 800
+    assert "key label_descriptions by those integers" in message  # a meta-estimator encoded y
+    with pytest.raises(ValueError, match=r"no entry for the classes \[2, 3, 4, .*, \.\.\. \(148 in all\)\]"):
+        check_label_descriptions({0: "x", 1: "y"}, classes)
+    with pytest.raises(ValueError) as caught:  # integer keys that miss: no hint about encoding
+        check_label_descriptions({0: "x", 1: "y", 7: "z"}, np.arange(2))
+    assert "encodes the labels" not in str(caught.value)
+
+
 def test_label_words_are_named_as_such():
     with pytest.raises(TypeError, match="The label_words of class 'b'"):
         check_label_descriptions({"a": "good", "b": None}, np.array(["a", "b"]), name="label_words")

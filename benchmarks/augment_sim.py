@@ -69,6 +69,8 @@ FIXED_THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7)
 WIDE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 N_PER_CLASS = 128
 GRID_FOLDS = 3
+#: What GridSearchCV scores on the gold folds: accuracy (the best mean and the one-SE rule) and log-loss.
+GRID_SCORING = {"accuracy": "accuracy", "log_loss": "neg_log_loss"}
 TASK_DESCRIPTIONS = {
     "sst2": "Is the sentiment of a movie review sentence negative or positive?",
     "sst5": "How positive is a movie review sentence, on a five-point scale?",
@@ -178,8 +180,15 @@ N_PER_CLASS_BY_TASK = {"clinc150": 32}
 OLD_MACHINE = "an earlier session's 2-core CPU box (these runs were not repeated)"
 
 
-def setup_judge_run(task: str, seed: int, condition: str, server, data_home: Path, n_per_class: int):
-    """The split, the stand-in of ``condition``, the CrossTune student and the augmenter (new switch, defaults)."""
+def setup_judge_run(
+    task: str, seed: int, condition: str, server, data_home: Path, n_per_class: int, judge_model: str = "minilm"
+):
+    """The split, the stand-in of ``condition``, the CrossTune student and the augmenter (new switch, defaults).
+
+    ``judge_model`` is the black box of the switch's vectors (off-task check and label judge): ``"minilm"``, the
+    student's own, leaves the augmenter's ``embedder`` at its default; another name (``"mpnet"``) is resolved by
+    ``black_boxes.resolve_black_box``. The student is always CrossTune on all-MiniLM-L6-v2.
+    """
     from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, LLMAugmenter
     from skcrosstune.datasets import load_fewshot
 
@@ -209,6 +218,10 @@ def setup_judge_run(task: str, seed: int, condition: str, server, data_home: Pat
         store=DEFAULT_CACHE_DIR,
         random_state=seed,
     )
+    if judge_model != "minilm":
+        from .black_boxes import resolve_black_box
+
+        augmenter.set_params(embedder=BlackBoxEmbedder(resolve_black_box(judge_model), store=DEFAULT_CACHE_DIR))
     return data, stand_in, classifier, augmenter
 
 
@@ -252,6 +265,7 @@ def run_judge(
     n_per_class: int,
     grid: bool = True,
     judge_only: bool = False,
+    judge_model: str = "minilm",
 ) -> dict:
     """Accuracies and rejection rates of the out-of-fold switch on one split and condition."""
     from imblearn.pipeline import Pipeline
@@ -261,7 +275,9 @@ def run_judge(
 
     from skcrosstune.augment import lowest_threshold_within_one_se
 
-    data, stand_in, classifier, augmenter = setup_judge_run(task, seed, condition, server, data_home, n_per_class)
+    data, stand_in, classifier, augmenter = setup_judge_run(
+        task, seed, condition, server, data_home, n_per_class, judge_model
+    )
     X, y = list(data.X_train), np.asarray(data.y_train)
 
     def test_accuracy(model) -> float:
@@ -274,6 +290,8 @@ def run_judge(
 
     start = time.perf_counter()
     record = {"task": task, "seed": seed, "condition": condition, "switch_version": SWITCH_VERSION}
+    if judge_model != "minilm":
+        record["judge_model"] = judge_model
     # the judges' scores once (threshold 1); any other threshold is a multiple of the class means
     judged = clone(augmenter).set_params(threshold=1.0)
     judged.fit_resample(X, y)
@@ -330,15 +348,23 @@ def run_judge(
     if grid:
         pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
         folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
-        search = GridSearchCV(pipe, {"augment__threshold": list(JUDGE_THRESHOLDS)}, cv=folds, refit=False).fit(X, y)
+        grid_of = {"augment__threshold": list(JUDGE_THRESHOLDS)}
+        search = GridSearchCV(pipe, grid_of, cv=folds, refit=False, scoring=GRID_SCORING).fit(X, y)
         results = search.cv_results_
-        # two selections from the same folds: the best mean score, and the lowest threshold within one SE of it
-        chosen = {"": int(np.argmax(results["mean_test_score"])), "_1se": lowest_threshold_within_one_se(results)}
+        accuracy = {key.replace("_test_accuracy", "_test_score"): v for key, v in results.items()}
+        # three selections from the same folds: the best mean accuracy, the lowest threshold within one SE of it,
+        # and the best mean log-loss (a proper scoring rule: every validation text counts, not only the flips)
+        chosen = {
+            "": int(np.argmax(results["mean_test_accuracy"])),
+            "_1se": lowest_threshold_within_one_se(accuracy),
+            "_logloss": int(np.argmax(results["mean_test_log_loss"])),
+        }
         for suffix, index in chosen.items():
             record["threshold" + suffix] = float(results["param_augment__threshold"][index])
             record["switch" + suffix] = record["switch_t"][str(record["threshold" + suffix])]
-        record["cv_scores"] = [round(float(v), 4) for v in results["mean_test_score"]]
-        record["cv_std"] = [round(float(v), 4) for v in results["std_test_score"]]
+        record["cv_scores"] = [round(float(v), 4) for v in results["mean_test_accuracy"]]
+        record["cv_std"] = [round(float(v), 4) for v in results["std_test_accuracy"]]
+        record["cv_log_loss"] = [round(float(-v), 4) for v in results["mean_test_log_loss"]]
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
@@ -486,11 +512,16 @@ ARMS = {
     "no_switch": "+ aug, no switch",
     "switch": "+ aug, switch (GridSearchCV, best mean)",
     "switch_1se": "+ aug, switch (GridSearchCV, one-SE rule)",
+    "switch_logloss": "+ aug, switch (GridSearchCV, log-loss)",
     **{f"t={t}": f"+ aug, switch t={t}" for t in JUDGE_THRESHOLDS},
     "best_t": "+ aug, switch, each task's best threshold (chosen on test)",
     **{f"prev={t}": f"+ aug, previous judge (LR) t={t}" for t in PREVIOUS_THRESHOLDS},
     "oracle": "+ aug, oracle",
 }
+
+
+#: The switches GridSearchCV chose, one per selection rule.
+SELECTIONS = ("switch", "switch_1se", "switch_logloss")
 
 
 def _arm(run: dict, key: str):
@@ -545,10 +576,13 @@ def summarise_judges(records: list[dict]) -> dict:
                     "mean": np.mean([r["cv_scores"] for r in runs], axis=0).tolist(),
                     "fold_std": np.mean([r["cv_std"] for r in runs], axis=0).tolist(),
                 }
+                if all("cv_log_loss" in r for r in runs):
+                    row["cv"]["log_loss"] = np.mean([r["cv_log_loss"] for r in runs], axis=0).tolist()
             row |= {
                 "seeds": [r["seed"] for r in runs],
                 "thresholds": [r.get("threshold") for r in runs],
                 "thresholds_1se": [r.get("threshold_1se") for r in runs],
+                "thresholds_logloss": [r.get("threshold_logloss") for r in runs],
             }
             row["rejected"] = {
                 judge: rejection_summary([at(r) for r in runs])
@@ -570,7 +604,7 @@ def summarise_judges(records: list[dict]) -> dict:
             if key != "gold" and clean_gain > 0 and all(r[key] is not None for r in rows):
                 entry[key] = float((np.mean([r[key] for r in rows]) - gold) / clean_gain)
         # the bar's second half: how far below no switch each task's chosen switch is
-        for key in ("switch", "switch_1se"):
+        for key in SELECTIONS:
             if all(r[key] is not None for r in rows):
                 entry[f"{key}_vs_no_switch"] = {
                     t: float(r[key] - r["no_switch"]) for t, r in zip(both, rows, strict=True)
@@ -579,8 +613,11 @@ def summarise_judges(records: list[dict]) -> dict:
     return summary
 
 
-def judge_markdown(summary: dict, machine: str) -> str:
-    """The tables of the switch: accuracies, the share of the clean gain kept, and rejection rates per kind."""
+def judge_markdown(summary: dict, machine: str, judge_vectors: str = "MiniLM") -> str:
+    """The tables of the switch: accuracies, the share of the clean gain kept, and rejection rates per kind.
+
+    ``judge_vectors`` names the black box of the switch's vectors (the student is CrossTune on MiniLM).
+    """
 
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}"
@@ -596,8 +633,9 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "Conditions: `clean` (no noise), `relabel30` (30 % of the generations are texts of another label), "
         "`mix` (10 % relabelled, 20 % off-task: AG News headlines, 10 % near-copies of a demonstration shown "
         "in the prompt). The switch is the augmenter's defaults: the off-task check (cosine similarity to the gold "
-        "examples' centroid in the MiniLM vectors, rejected below the gold examples' own 5 % quantile), then the "
-        "label judge (CrossTune on the MiniLM vectors with the label descriptions, fitted out of fold on the gold "
+        f"examples' centroid in the {judge_vectors} vectors, rejected below the gold examples' own 5 % quantile), "
+        f"then the label judge (CrossTune on the {judge_vectors} vectors with the label descriptions, fitted out of "
+        "fold on the gold "
         "examples and the other 3 folds' generations; kept at `threshold` × the class's mean probability). "
         "`previous judge (LR)`: the judge this one replaced (a logistic regression, C=10, on the same vectors, "
         "the gold examples counted 4 times), on the same generations after the same off-task check. "
@@ -610,10 +648,12 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "",
         "Test accuracy (%), mean over seeds (± standard deviation over seeds for no switch and the switches):",
         "",
-        "| task | condition | seeds | " + " | ".join(ARMS.values()) + " | thresholds chosen (best mean; one-SE) |",
+        "| task | condition | seeds | "
+        + " | ".join(ARMS.values())
+        + " | thresholds chosen (best mean; one-SE; log-loss) |",
         "|---|---|---|" + "---:|" * len(ARMS) + "---|",
     ]
-    spread = ("no_switch", "switch", "switch_1se")
+    spread = ("no_switch", *SELECTIONS)
     for key, row in summary["by_task"].items():
         task, condition = key.split("@")
         if row["gold"] is None:
@@ -625,7 +665,8 @@ def judge_markdown(summary: dict, machine: str) -> str:
                 cell += f" ± {100 * row['std'][arm]:.1f}"
             cells.append(cell)
         chosen = "; ".join(
-            ", ".join(str(t) for t in row[k] if t is not None) or "–" for k in ("thresholds", "thresholds_1se")
+            ", ".join(str(t) for t in row[k] if t is not None) or "–"
+            for k in ("thresholds", "thresholds_1se", "thresholds_logloss")
         )
         seeds = ", ".join(str(s) for s in row["seeds"])
         lines.append(f"| {task} | {condition} | {seeds} | " + " | ".join(cells) + f" | {chosen} |")
@@ -637,8 +678,8 @@ def judge_markdown(summary: dict, machine: str) -> str:
         "",
         "| condition | tasks | clean gain (points) | "
         + " | ".join(v for k, v in ARMS.items() if k != "gold")
-        + " | best mean − no switch | one-SE − no switch |",
-        "|---|---|---:|" + "---:|" * (len(ARMS) - 1) + "---|---|",
+        + " | best mean − no switch | one-SE − no switch | log-loss − no switch |",
+        "|---|---|---:|" + "---:|" * (len(ARMS) - 1) + "---|---|---|",
     ]
     for condition, entry in summary["gain_kept"].items():
         cells = " | ".join(share(entry.get(k)) for k in ARMS if k != "gold")
@@ -646,27 +687,30 @@ def judge_markdown(summary: dict, machine: str) -> str:
             ", ".join(f"{t} {100 * d:+.1f}" for t, d in entry[f"{key}_vs_no_switch"].items())
             if f"{key}_vs_no_switch" in entry
             else "–"
-            for key in ("switch", "switch_1se")
+            for key in SELECTIONS
         ]
         lines.append(
             f"| {condition} | {', '.join(entry['tasks'])} | {100 * entry['clean_gain']:.1f} | {cells} | "
-            f"{deltas[0]} | {deltas[1]} |"
+            + " | ".join(deltas)
+            + " |"
         )
     searched = {key: row for key, row in summary["by_task"].items() if "cv" in row}
     if searched:
         lines += [
             "",
             "What GridSearchCV saw: each threshold's mean validation score over its folds of the gold data (%, mean "
-            "over seeds), and the standard deviation between the folds (mean over seeds):",
+            "over seeds), the standard deviation between the folds (mean over seeds), and each threshold's mean "
+            "validation log-loss (where recorded):",
             "",
-            "| task | condition | " + " | ".join(f"t={t}" for t in JUDGE_THRESHOLDS) + " | fold std |",
-            "|---|---|" + "---:|" * (len(JUDGE_THRESHOLDS) + 1),
+            "| task | condition | " + " | ".join(f"t={t}" for t in JUDGE_THRESHOLDS) + " | fold std | log-loss |",
+            "|---|---|" + "---:|" * (len(JUDGE_THRESHOLDS) + 1) + "---:|",
         ]
         for key, row in searched.items():
             task, condition = key.split("@")
             cells = " | ".join(pct(v) for v in row["cv"]["mean"])
             spread = " / ".join(pct(v) for v in row["cv"]["fold_std"])
-            lines.append(f"| {task} | {condition} | {cells} | {spread} |")
+            losses = " / ".join(f"{v:.3f}" for v in row["cv"].get("log_loss", [])) or "–"
+            lines.append(f"| {task} | {condition} | {cells} | {spread} | {losses} |")
     lines += [
         "",
         "Share of each kind of generation rejected (clean-up and switch together; near-copies are dropped by the "
@@ -704,6 +748,7 @@ def plot_judges(summary: dict, path: Path) -> None:
     styles = {
         "switch": ("switch, GridSearchCV (best mean)", "tab:blue"),
         "switch_1se": ("switch, GridSearchCV (one-SE rule)", "tab:purple"),
+        "switch_logloss": ("switch, GridSearchCV (log-loss)", "tab:olive"),
         "t=0.0": ("off-task check only (t=0)", "tab:orange"),
         f"t={DEFAULT_T}": (f"switch at the default t={DEFAULT_T}", "tab:cyan"),
         f"prev={DEFAULT_T}": (f"previous judge (LR) at t={DEFAULT_T}", "tab:brown"),
@@ -737,6 +782,10 @@ def plot_judges(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+#: How the report names the black box of the switch's vectors, by ``--judge-model``.
+JUDGE_VECTORS = {"minilm": "MiniLM", "mpnet": "all-mpnet-base-v2"}
+
+
 def write_report(records: list[dict], judge_records: list[dict], results_dir: Path, machine: str) -> list[Path]:
     summary = summarise(records)
     judges = summarise_judges(judge_records)
@@ -750,7 +799,9 @@ def write_report(records: list[dict], judge_records: list[dict], results_dir: Pa
         "judge_runs": judge_records,
     }
     json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    md_path.write_text(markdown(records, summary, OLD_MACHINE) + judge_markdown(judges, machine))
+    models = sorted({r.get("judge_model", "minilm") for r in judge_records})
+    vectors = " / ".join(JUDGE_VECTORS.get(m, m) for m in models) or JUDGE_VECTORS["minilm"]
+    md_path.write_text(markdown(records, summary, OLD_MACHINE) + judge_markdown(judges, machine, vectors))
     written = [json_path, md_path]
     if any(row["gold"] is not None for row in judges["by_task"].values()):  # judge-only runs have no accuracy
         plot_judges(judges, results_dir / "augment_sim.png")
@@ -785,6 +836,12 @@ def main(argv=None) -> None:
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--judge-model",
+        default="minilm",
+        help="black box of the switch's vectors: minilm (the student's, default) or mpnet; give it its own "
+        "--results-dir",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -807,8 +864,8 @@ def main(argv=None) -> None:
                             continue
                         kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
                         grid = task not in args.no_grid and condition != "mix"
-                        judge_only = task in args.judge_only
-                        record = run_judge(task, seed, condition, grid=grid, judge_only=judge_only, **kwargs)
+                        kwargs |= dict(grid=grid, judge_only=task in args.judge_only, judge_model=args.judge_model)
+                        record = run_judge(task, seed, condition, **kwargs)
                         judge_records = merge(judge_records, record, _judge_key)
                         write_report(records, judge_records, args.results_dir, args.machine)
                         print(f"{task} seed {seed} {condition}: " + json.dumps(record)[:600], flush=True)

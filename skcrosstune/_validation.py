@@ -339,8 +339,8 @@ def _encoded_labels_hint(unknown: list, classes: np.ndarray, name: str) -> str:
     if not encoded or any(isinstance(label, numbers.Integral) for label in unknown):
         return ""
     return (
-        " y holds the integers 0 to n_classes - 1: a meta-estimator such as scikit-learn's VotingClassifier "
-        f"or StackingClassifier encodes the labels before fitting this one, so key {name} by those integers "
+        " y holds the integers 0 to n_classes - 1: if a meta-estimator such as scikit-learn's VotingClassifier "
+        f"or StackingClassifier encoded the labels before fitting this one, key {name} by those integers "
         "(label i is the i-th of the sorted original labels)."
     )
 

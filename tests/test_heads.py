@@ -87,7 +87,7 @@ def test_the_heads_soft_vote_in_a_voting_classifier_and_the_store_answers_the_se
             voting="soft",
         )
 
-    with pytest.raises(ValueError, match="VotingClassifier or StackingClassifier encodes the labels"):
+    with pytest.raises(ValueError, match="VotingClassifier or StackingClassifier encoded the labels"):
         vote(DESCRIPTIONS).fit(TEXTS, LABELS)
     ensemble = vote(encoded).fit(TEXTS, LABELS)
     assert set(ensemble.predict(TEXTS)) <= {"pos", "neg"}

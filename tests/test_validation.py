@@ -204,7 +204,7 @@ def test_many_unknown_or_missing_classes_are_listed_briefly_as_plain_values():
         check_label_descriptions({0: "x", 1: "y"}, classes)
     with pytest.raises(ValueError) as caught:  # integer keys that miss: no hint about encoding
         check_label_descriptions({0: "x", 1: "y", 7: "z"}, np.arange(2))
-    assert "encodes the labels" not in str(caught.value)
+    assert "encoded the labels" not in str(caught.value)
 
 
 def test_label_words_are_named_as_such():

@@ -725,6 +725,8 @@ def judge_markdown(summary: dict, machine: str, judge_vectors: str = "MiniLM") -
     for key, row in summary["by_task"].items():
         task, condition = key.split("@")
         for judge, t, cell in [(j, t, c) for j, cells in row["rejected"].items() for t, c in reversed(cells.items())]:
+            if judge == "CrossTune (default)" and judge_vectors != JUDGE_VECTORS["minilm"]:
+                judge = f"CrossTune ({judge_vectors} vectors)"  # the default judge, on another black box
             lines.append(
                 f"| {task} | {condition} | {judge} | {t} | {pct(cell.get('clean'))} | {pct(cell.get('relabel'))} | "
                 f"{pct(cell.get('off_task'))} | {pct(cell.get('near_copy'))} | {pct(cell['precision'])} | "

@@ -269,7 +269,7 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
         raise ValueError(f"{name} has {len(y)} labels for {n_samples} inputs; they must match one to one.")
     missing = missing or [i for i, v in enumerate(y) if _is_missing(v)]
     if missing:
-        raise ValueError(f"{name} has missing labels (None/NaN) at positions {missing[:10]}.")
+        raise ValueError(f"{name} has missing labels (None/NaN) at positions {_preview(missing, limit=10)}.")
     check_classification_targets(y)
     classes, y_index = np.unique(y, return_inverse=True)
     if len(classes) < 2:

@@ -52,6 +52,7 @@ from ._compat import HasMethods, Interval, StrOptions, _check_feature_names, _fi
 from ._ngrams import mine_ngrams, project_onto_simplex
 from ._training import steps_per_epoch, torch_seed
 from ._validation import (
+    _preview,
     check_label_descriptions,
     check_label_word_groups,
     check_labels,
@@ -449,15 +450,16 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         if self.label_words is None:
             raise ValueError(
                 f"The {self.black_box_!r} black box scores label words: give label_words, one word (or list "
-                f"of words) per class, e.g. {{{self.classes_[0]!r}: 'word', ...}}."
+                f"of words) per class, e.g. {{{self.classes_[0].item()!r}: 'word', ...}}."
             )
         if isinstance(self.label_words, dict):
             return check_label_descriptions(self.label_words, self.classes_, name="label_words")
         groups = check_label_word_groups(self.label_words)
         if len(groups) != len(self.classes_):
             raise ValueError(
-                f"label_words has {len(groups)} entries for {len(self.classes_)} classes {list(self.classes_)}; "
-                "give one per class (in the order of classes_) or a dict label -> word."
+                f"label_words has {len(groups)} entries for {len(self.classes_)} classes "
+                f"{_preview(list(self.classes_))}; give one per class (in the order of classes_) or a dict "
+                "label -> word."
             )
         return groups
 

@@ -182,8 +182,8 @@ def test_a_budget_too_small_for_one_step_is_a_clear_error():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"label_words": None}, "give label_words"),
-        ({"label_words": ["yes"]}, "1 entries for 2 classes"),
+        ({"label_words": None}, r"give label_words.* e\.g\. \{'a': 'word'"),
+        ({"label_words": ["yes"]}, r"1 entries for 2 classes \['a', 'b'\]"),
         ({"label_words": {"a": "yes", "z": "no"}}, "not in y"),
         ({"template": "{text}"}, "template must hold"),
         ({"template": "{prompt} {text} {mask}"}, "template must hold"),

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from skcrosstune import BlackBoxEmbedder, CrossTuneClassifier, DecTClassifier
+from skcrosstune.backends.local import LocalBackend
 
 TEXTS = ["a great film", "fun , really funny", "love it", "awful plot", "the worst acting", "bad , really bad"]
 LABELS = ["pos"] * 3 + ["neg"] * 3
@@ -65,12 +69,6 @@ def test_a_batch_is_predicted_exactly_as_its_rows_one_at_a_time(make_head, tiny_
 
 def test_the_heads_soft_vote_in_a_voting_classifier_and_the_store_answers_the_second(tiny_bert, tmp_path, monkeypatch):
     """VotingClassifier hands its members y encoded as 0..n-1, so descriptions are keyed by those integers."""
-    from sklearn.ensemble import VotingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    from skcrosstune.backends.local import LocalBackend
-
     sent = []
     original = LocalBackend.encode
     monkeypatch.setattr(LocalBackend, "encode", lambda self, items: sent.extend(items) or original(self, items))

@@ -76,6 +76,7 @@ TASK_DESCRIPTIONS = {
     "sst5": "How positive is a movie review sentence, on a five-point scale?",
     "trec": "What kind of answer does a question ask for?",
     "clinc150": "What does a user's request to a virtual assistant ask it to do (its intent)?",
+    "agnews": "What is a news article about?",
 }
 _REQUEST = re.compile(r'Write (\d+) new, diverse examples of the label (".*?")')
 
@@ -176,12 +177,29 @@ DEFAULT_T = 0.5
 #: Texts of another task, for off-task generations (news headlines: no simulated task is about news).
 OFF_TASK = ("agnews", "test.jsonl", 800)
 N_PER_CLASS_BY_TASK = {"clinc150": 32}
+#: The real LLM runs (``--generator qwen1.5b``): tasks, GridSearchCV folds, and the generator's settings for a slow
+#: local server (one slot, replies of at most 768 tokens, ten minutes before a request counts as failed).
+LLM_TASKS = ("sst2", "sst5", "trec", "agnews")
+LLM_GRID_FOLDS = 2
+LLM_SETTINGS = {"max_tokens": 768, "timeout": 600.0, "n_concurrent": 1}
+#: The store of the real LLM's answers (and the judges' vectors), and the committed copy of its answers.
+LLM_STORE = DEFAULT_CACHE_DIR / "llm-store"
+LLM_REPLIES = DEFAULT_RESULTS_DIR / "augment_llm_replies.jsonl.gz"
+#: The real LLM's condition name: its generations are what they are.
+REAL = "real"
 #: Where the gold-only switch's runs (``runs``) were measured: an earlier session's box, not this run's.
 OLD_MACHINE = "an earlier session's 2-core CPU box (these runs were not repeated)"
 
 
 def setup_judge_run(
-    task: str, seed: int, condition: str, server, data_home: Path, n_per_class: int, judge_model: str = "minilm"
+    task: str,
+    seed: int,
+    condition: str,
+    server,
+    data_home: Path,
+    n_per_class: int,
+    judge_model: str = "minilm",
+    generator: str | None = None,
 ):
     """The split, the stand-in of ``condition``, the CrossTune student and the augmenter (new switch, defaults).
 
@@ -197,6 +215,21 @@ def setup_judge_run(
         descriptions = load_descriptions(task, data.labels)
     except FileNotFoundError:  # clinc150 has no descriptions file: its intent names describe themselves
         descriptions = {label: str(label) for label in data.labels}
+    embedder = BlackBoxEmbedder(store=DEFAULT_CACHE_DIR)
+    classifier = CrossTuneClassifier(embedder, descriptions, random_state=seed)
+    common = dict(
+        base_url=server.url,
+        api_key_env=None,
+        task_description=TASK_DESCRIPTIONS[task],
+        label_descriptions=descriptions,
+        random_state=seed,
+    )
+    if generator is not None:  # a real LLM behind ``server`` (benchmarks.llm.LlamaServer)
+        from .llm import LLMS
+
+        model = f"openai:{LLMS[generator].alias}"
+        augmenter = LLMAugmenter(model, n_per_class=n_per_class, store=LLM_STORE, **common, **LLM_SETTINGS)
+        return data, None, classifier, augmenter
     exclude = set(data.X_train) | set(data.X_dev) | set(data.X_test)
     source, name, count = OFF_TASK
     off_task = [row["text"] for row in read_rows(data_home, source, name)[:count]]
@@ -206,17 +239,11 @@ def setup_judge_run(
         read_rows(data_home, task, "full_train.jsonl"), exclude, noise, off_task=off_task, **settings
     )
     server.chat_reply = stand_in
-    embedder = BlackBoxEmbedder(store=DEFAULT_CACHE_DIR)
-    classifier = CrossTuneClassifier(embedder, descriptions, random_state=seed)
     augmenter = LLMAugmenter(
         f"openai:stand-in-{task}-{condition}",
-        base_url=server.url,
-        api_key_env=None,
-        task_description=TASK_DESCRIPTIONS[task],
-        label_descriptions=descriptions,
         n_per_class=N_PER_CLASS_BY_TASK.get(task, n_per_class),
         store=DEFAULT_CACHE_DIR,
-        random_state=seed,
+        **common,
     )
     if judge_model != "minilm":
         from .black_boxes import resolve_black_box
@@ -266,8 +293,14 @@ def run_judge(
     grid: bool = True,
     judge_only: bool = False,
     judge_model: str = "minilm",
+    generator: str | None = None,
 ) -> dict:
-    """Accuracies and rejection rates of the out-of-fold switch on one split and condition."""
+    """Accuracies and rejection rates of the out-of-fold switch on one split and condition.
+
+    With a real ``generator`` (a key of ``benchmarks.llm.LLMS``, served by ``server``) there is no truth about the
+    generations: rejections are counted by reason, the generator's own judgement (``teacher="generator"``) is
+    measured beside the default judge, and the server's token counters and the paid answers are recorded.
+    """
     from imblearn.pipeline import Pipeline
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score
@@ -276,9 +309,11 @@ def run_judge(
     from skcrosstune.augment import lowest_threshold_within_one_se
 
     data, stand_in, classifier, augmenter = setup_judge_run(
-        task, seed, condition, server, data_home, n_per_class, judge_model
+        task, seed, condition, server, data_home, n_per_class, judge_model, generator
     )
+    real = stand_in is None
     X, y = list(data.X_train), np.asarray(data.y_train)
+    spent = _Spending(server if real else None)
 
     def test_accuracy(model) -> float:
         return float(accuracy_score(data.y_test, model.predict(data.X_test)))
@@ -292,64 +327,99 @@ def run_judge(
     record = {"task": task, "seed": seed, "condition": condition, "switch_version": SWITCH_VERSION}
     if judge_model != "minilm":
         record["judge_model"] = judge_model
+    if real:
+        record["generator"] = generator
     # the judges' scores once (threshold 1); any other threshold is a multiple of the class means
     judged = clone(augmenter).set_params(threshold=1.0)
-    judged.fit_resample(X, y)
+    with spent("generation"):
+        judged.fit_resample(X, y)
     records = [r for r in judged.generations_ if r["reason"] in ("kept", "off_task", "below_threshold")]
     record["drop_counts"] = judged.drop_counts_
-    near_dropped = [r for r in judged.generations_ if r["reason"] == "near_copy"]
-    kinds = np.asarray(
-        [generation_kind(stand_in, r["text"], r["label"]) for r in records]
-        + [generation_kind(stand_in, r["text"], r["label"]) for r in near_dropped]
-    )
     on_task = np.asarray([r["reason"] != "off_task" for r in records])
     proba = np.asarray([r["probability"] for r in records])
     means = {label: t for label, t in judged.class_thresholds_.items()}  # threshold 1: the class means
     bar = np.asarray([means.get(r["label"], np.inf) for r in records])
-    record["n_generated"] = len(kinds)
-    record["kinds"] = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
 
     def kept_at(t: float, proba=proba, bar=bar) -> np.ndarray:
         return on_task & (proba >= t * bar) if t > 0 else on_task
 
-    def rates(kept: np.ndarray) -> dict:
-        return rejection_rates(kinds, np.concatenate([kept, np.zeros(len(near_dropped), dtype=bool)]))
+    if real:
+        record["n_generated"] = len(judged.generations_)
+        record["n_clean"] = len(records)
+        record["switch_at"] = {str(t): _reasons(kept_at(t), on_task) for t in JUDGE_THRESHOLDS}
+        # the generator as judge: its own label-word log-probabilities for the same generations
+        by_generator = clone(augmenter).set_params(threshold=1.0, teacher="generator")
+        with spent("generator_judge"):
+            by_generator.fit_resample(X, y)
+        by_text = {(r["text"], r["label"]): r for r in by_generator.generations_}
+        generator_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
+        generator_bar = np.asarray([by_generator.class_thresholds_.get(r["label"], np.inf) for r in records])
 
-    record["switch_at"] = {str(t): rates(kept_at(t)) for t in JUDGE_THRESHOLDS}
-    # the previous default judge on the same generations: a logistic regression (C=10), gold counted 4 times
-    previous = clone(augmenter).set_params(threshold=1.0, teacher=previous_teacher(), gold_weight=4)
-    previous.fit_resample(X, y)
-    by_text = {(r["text"], r["label"]): r for r in previous.generations_}
-    previous_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
-    previous_bar = np.asarray([previous.class_thresholds_.get(r["label"], np.inf) for r in records])
+        def generator_kept(t: float) -> np.ndarray:
+            return kept_at(t, generator_proba, generator_bar)
 
-    def previous_kept(t: float) -> np.ndarray:
-        return kept_at(t, previous_proba, previous_bar)
+        record["generator_judge"] = {
+            "switch_at": {str(t): _reasons(generator_kept(t), on_task) for t in JUDGE_THRESHOLDS[1:]},
+            "agreement": float(np.mean(generator_kept(DEFAULT_T)[on_task] == kept_at(DEFAULT_T)[on_task]))
+            if on_task.any()
+            else None,
+        }
+        record["examples"] = _example_page(records, kept_at(DEFAULT_T), judged.generations_)
+    else:
+        near_dropped = [r for r in judged.generations_ if r["reason"] == "near_copy"]
+        kinds = np.asarray(
+            [generation_kind(stand_in, r["text"], r["label"]) for r in records]
+            + [generation_kind(stand_in, r["text"], r["label"]) for r in near_dropped]
+        )
+        record["n_generated"] = len(kinds)
+        record["kinds"] = {k: int((kinds == k).sum()) for k in np.unique(kinds)}
 
-    record["previous_judge"] = {"switch_at": {str(t): rates(previous_kept(t)) for t in PREVIOUS_THRESHOLDS}}
-    record["clean_up"] = rejection_rates(
-        kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
-    )
+        def rates(kept: np.ndarray) -> dict:
+            return rejection_rates(kinds, np.concatenate([kept, np.zeros(len(near_dropped), dtype=bool)]))
+
+        record["switch_at"] = {str(t): rates(kept_at(t)) for t in JUDGE_THRESHOLDS}
+        # the previous default judge on the same generations: a logistic regression (C=10), gold counted 4 times
+        previous = clone(augmenter).set_params(threshold=1.0, teacher=previous_teacher(), gold_weight=4)
+        previous.fit_resample(X, y)
+        by_text = {(r["text"], r["label"]): r for r in previous.generations_}
+        previous_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
+        previous_bar = np.asarray([previous.class_thresholds_.get(r["label"], np.inf) for r in records])
+
+        def previous_kept(t: float) -> np.ndarray:
+            return kept_at(t, previous_proba, previous_bar)
+
+        record["previous_judge"] = {"switch_at": {str(t): rates(previous_kept(t)) for t in PREVIOUS_THRESHOLDS}}
+        record["clean_up"] = rejection_rates(
+            kinds, np.concatenate([np.ones(len(records), bool), np.zeros(len(near_dropped), bool)])
+        )
 
     if judge_only:  # rejection rates only: no student is fitted (time)
         record["seconds"] = round(time.perf_counter() - start, 1)
-        return record
+        return record | spent.record
     record["gold"] = test_accuracy(clone(classifier).fit(X, y))
     record["no_switch"] = student(records)
-    record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
     # the augmenter refitted at threshold t keeps exactly these: the student of each grid point on all the gold data
     record["switch_t"] = {
         str(t): student([r for r, k in zip(records, kept_at(t), strict=False) if k]) for t in JUDGE_THRESHOLDS
     }
     record["switch_default"] = record["switch_t"][str(DEFAULT_T)]
-    record["previous_judge"]["switch_t"] = {
-        str(t): student([r for r, k in zip(records, previous_kept(t), strict=False) if k]) for t in PREVIOUS_THRESHOLDS
-    }
+    if real:
+        record["generator_judge"]["switch_t"] = {
+            str(t): student([r for r, k in zip(records, generator_kept(t), strict=False) if k])
+            for t in JUDGE_THRESHOLDS[1:]
+        }
+    else:
+        record["oracle"] = student([r for r, k in zip(records, kinds, strict=False) if k == "clean"])
+        record["previous_judge"]["switch_t"] = {
+            str(t): student([r for r, k in zip(records, previous_kept(t), strict=False) if k])
+            for t in PREVIOUS_THRESHOLDS
+        }
     if grid:
         pipe = Pipeline([("augment", clone(augmenter)), ("clf", clone(classifier))])
-        folds = StratifiedKFold(GRID_FOLDS, shuffle=True, random_state=seed)
+        folds = StratifiedKFold(LLM_GRID_FOLDS if real else GRID_FOLDS, shuffle=True, random_state=seed)
         grid_of = {"augment__threshold": list(JUDGE_THRESHOLDS)}
-        search = GridSearchCV(pipe, grid_of, cv=folds, refit=False, scoring=GRID_SCORING).fit(X, y)
+        with spent("grid"):
+            search = GridSearchCV(pipe, grid_of, cv=folds, refit=False, scoring=GRID_SCORING).fit(X, y)
         results = search.cv_results_
         accuracy = {key.replace("_test_accuracy", "_test_score"): v for key, v in results.items()}
         # three selections from the same folds: the best mean accuracy, the lowest threshold within one SE of it,
@@ -366,7 +436,66 @@ def run_judge(
         record["cv_std"] = [round(float(v), 4) for v in results["std_test_accuracy"]]
         record["cv_log_loss"] = [round(float(-v), 4) for v in results["mean_test_log_loss"]]
     record["seconds"] = round(time.perf_counter() - start, 1)
-    return record
+    return record | spent.record
+
+
+class _Spending:
+    """What each phase of a real-LLM run paid: answers stored, tokens the server processed, wall time.
+
+    ``record`` holds ``paid`` (phase -> {"answers", "prompt_tokens", "completion_tokens", "seconds"}) for the
+    phases that sent anything, and ``chat_requests`` (all answers paid in this run: 0 on a rerun).
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.record: dict = {}
+
+    def __call__(self, phase: str):
+        from contextlib import contextmanager
+
+        from .replies import count_answers
+
+        @contextmanager
+        def measured():
+            if self.server is None:
+                yield
+                return
+            answers, tokens, start = count_answers(LLM_STORE), self.server.token_counts(), time.perf_counter()
+            yield
+            paid = count_answers(LLM_STORE) - answers
+            self.record["chat_requests"] = self.record.get("chat_requests", 0) + paid
+            if paid:  # a rerun from the store keeps the first run's figures (merged records)
+                after = self.server.token_counts()
+                self.record.setdefault("paid", {})[phase] = {
+                    "answers": paid,
+                    "prompt_tokens": after["prompt"] - tokens["prompt"],
+                    "completion_tokens": after["completion"] - tokens["completion"],
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+
+        return measured()
+
+
+def _reasons(kept: np.ndarray, on_task: np.ndarray) -> dict:
+    """How many clean generations a switch keeps, and rejects as off-task or below its threshold."""
+    return {
+        "kept": int(kept.sum()),
+        "off_task": int((~on_task).sum()),
+        "below_threshold": int((on_task & ~kept).sum()),
+    }
+
+
+def _example_page(records: list[dict], kept: np.ndarray, generations: list[dict], per_class: int = 3) -> list[dict]:
+    """A few real generations per class and outcome: kept, rejected by the switch, dropped by the clean-up."""
+    page, shown = [], {}
+    outcomes = [("kept" if k else r["reason"], r) for r, k in zip(records, kept, strict=True)]
+    outcomes += [(r["reason"], r) for r in generations if r["reason"] not in ("kept", "off_task", "below_threshold")]
+    for outcome, r in outcomes:
+        slot = (str(r["label"]), outcome)
+        if shown.get(slot, 0) < per_class:
+            shown[slot] = shown.get(slot, 0) + 1
+            page.append({"label": r["label"], "outcome": outcome, "text": r["text"]})
+    return page
 
 
 # -------------------------------------------------------------------- report
@@ -826,18 +955,26 @@ def _judge_key(record: dict) -> tuple:
 
 
 def main(argv=None) -> None:
-    """Run the simulation of the out-of-fold switch and write results/augment_sim.{json,md,png}."""
+    """Run the switch against the stand-in (``results/augment_sim.*``) or a real LLM (``results/augment_llm.*``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_sim", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(JUDGE_TASKS))
+    parser.add_argument("--generator", default="stand-in", help="stand-in (default) or a local LLM: qwen1.5b")
+    parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42, 87, 100])
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
-    parser.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
+    parser.add_argument("--n-per-class", type=int, default=None)
     parser.add_argument("--no-grid", nargs="*", default=[], help="tasks run without the GridSearchCV row (time)")
     parser.add_argument("--judge-only", nargs="*", default=[], help="tasks run for rejection rates only (time)")
     parser.add_argument("--data-home", type=Path, default=DEFAULT_DATA_HOME)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--machine", default="2-core CPU machine, shared with other jobs")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of a local LLM server")
+    parser.add_argument(
+        "--requests-only",
+        action="store_true",
+        help="with a local LLM: send (or read from the store) every request of the runs, fit no student, and say "
+        "how many answers were paid",
+    )
     parser.add_argument(
         "--judge-model",
         default="minilm",
@@ -849,6 +986,10 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.generator != "stand-in":
+        return run_llm(args)
+    tasks = args.tasks or list(JUDGE_TASKS)
+    n_per_class = args.n_per_class or N_PER_CLASS
     json_path = args.results_dir / "augment_sim.json"
     stored = json.loads(json_path.read_text()) if json_path.exists() else {}
     records = stored.get("runs", [])
@@ -860,11 +1001,11 @@ def main(argv=None) -> None:
         done = {_judge_key(r) for r in judge_records}
         with OpenAIServer() as server:
             for seed in args.seeds:
-                for task in args.tasks:
+                for task in tasks:
                     for condition in args.conditions:
                         if (task, seed, condition) in done:
                             continue
-                        kwargs = dict(server=server, data_home=args.data_home, n_per_class=args.n_per_class)
+                        kwargs = dict(server=server, data_home=args.data_home, n_per_class=n_per_class)
                         grid = task not in args.no_grid and condition != "mix"
                         kwargs |= dict(grid=grid, judge_only=task in args.judge_only, judge_model=args.judge_model)
                         record = run_judge(task, seed, condition, **kwargs)
@@ -872,6 +1013,255 @@ def main(argv=None) -> None:
                         write_report(records, judge_records, args.results_dir, args.machine)
                         print(f"{task} seed {seed} {condition}: " + json.dumps(record)[:600], flush=True)
     print("wrote", ", ".join(str(p) for p in write_report(records, judge_records, args.results_dir, args.machine)))
+
+
+#: The accuracy arms of the real-LLM tables, in order: (key, heading).
+LLM_ARMS = {
+    "gold": "gold only",
+    "no_switch": "gold + every generation",
+    "switch": "switch (GridSearchCV, best mean)",
+    "switch_1se": "switch (GridSearchCV, one-SE)",
+    "switch_logloss": "switch (GridSearchCV, log-loss)",
+    **{f"t={t}": f"default judge t={t}" for t in JUDGE_THRESHOLDS},
+    **{f"gen={t}": f"generator judge t={t}" for t in JUDGE_THRESHOLDS[1:]},
+    "best_t": "each task's best threshold (chosen on test: an upper reference)",
+}
+
+
+def _llm_arm(run: dict, key: str):
+    if key.startswith("gen="):
+        return run.get("generator_judge", {}).get("switch_t", {}).get(key[4:])
+    return _arm(run, key)
+
+
+def summarise_llm(records: list[dict]) -> dict:
+    """Per task: mean accuracy of each arm over seeds, what was rejected and why, and what the answers cost."""
+    by_task = {}
+    for task in dict.fromkeys(r["task"] for r in records):
+        runs = [r for r in records if r["task"] == task and "gold" in r]
+        if not runs:
+            continue
+        row = {key: _mean(_llm_arm(r, key) for r in runs) for key in LLM_ARMS}
+        row["std"] = {
+            key: float(np.std([_llm_arm(r, key) for r in runs]))
+            for key in ("gold", "no_switch", "switch")
+            if all(_llm_arm(r, key) is not None for r in runs)
+        }
+        row["seeds"] = [r["seed"] for r in runs]
+        row["thresholds"] = [r.get("threshold") for r in runs]
+        row["thresholds_1se"] = [r.get("threshold_1se") for r in runs]
+        row["thresholds_logloss"] = [r.get("threshold_logloss") for r in runs]
+        row["generated"] = int(sum(r["n_generated"] for r in runs))
+        dropped: dict = {}
+        for r in runs:
+            for reason, n in r["drop_counts"].items():
+                if reason not in ("off_task", "below_threshold"):
+                    dropped[reason] = dropped.get(reason, 0) + n
+        row["dropped"] = dropped
+        row["switch_at"] = {
+            t: {k: int(sum(r["switch_at"][t][k] for r in runs)) for k in ("kept", "off_task", "below_threshold")}
+            for t in runs[0]["switch_at"]
+        }
+        row["generator_switch_at"] = {
+            t: {k: int(sum(r["generator_judge"]["switch_at"][t][k] for r in runs)) for k in ("kept", "below_threshold")}
+            for t in runs[0]["generator_judge"]["switch_at"]
+        }
+        row["agreement"] = _mean(r["generator_judge"].get("agreement") for r in runs)
+        paid: dict = {}
+        for r in runs:
+            for phase, cost in r.get("paid", {}).items():
+                total = paid.setdefault(phase, dict.fromkeys(cost, 0))
+                for k, v in cost.items():
+                    total[k] += v
+        row["paid"] = paid
+        row["chat_requests_rerun"] = int(sum(r.get("chat_requests", 0) for r in runs))
+        by_task[task] = row
+    tasks = list(by_task)
+    overall = {key: _mean(by_task[t][key] for t in tasks) for key in LLM_ARMS} if tasks else {}
+    return {"by_task": by_task, "mean": overall}
+
+
+def llm_markdown(summary: dict, records: list[dict], machine: str, model: str) -> str:
+    """The real LLM's tables: accuracy per arm, rejections per reason, cost, and a page of real generations."""
+
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    rows = summary["by_task"]
+    seeds = sorted({s for row in rows.values() for s in row["seeds"]})
+    lines = [
+        f"# LLMAugmenter on real generations: {model}",
+        "",
+        f"The generator is {model} (GGUF, llama.cpp's `llama-server` on 127.0.0.1, one slot, 2 threads), asked by "
+        "`LLMAugmenter` for 16 examples per class (8 per request, 4 gold demonstrations per class in each prompt, "
+        "temperature 1.0). The student is CrossTune (all-MiniLM-L6-v2, label descriptions), 16 gold examples per "
+        f"class, split seeds {', '.join(map(str, seeds))}; accuracy (%) on the full test set, mean over seeds. "
+        "`default judge`: the augmenter's defaults (the off-task check, then CrossTune out of fold) at a fixed "
+        'threshold; `generator judge`: `teacher="generator"`, the generating model\'s own label-word '
+        "log-probabilities, after the same off-task check; `switch (GridSearchCV)`: the default judge's threshold "
+        f"chosen by {LLM_GRID_FOLDS}-fold GridSearchCV over {list(JUDGE_THRESHOLDS)} on the gold training data "
+        "(each fold generates for its own training set, from the store on a rerun). No oracle exists for real "
+        "generations; `each task's best threshold` is chosen on the test set and only bounds what a selection "
+        f"rule could reach. Machine: {machine}.",
+        "",
+        "| task | seeds | " + " | ".join(LLM_ARMS.values()) + " | thresholds chosen (best mean; one-SE; log-loss) |",
+        "|---|---|" + "---:|" * len(LLM_ARMS) + "---|",
+    ]
+    for task, row in rows.items():
+        cells = []
+        for key in LLM_ARMS:
+            cell = pct(row[key])
+            if key in row["std"]:
+                cell += f" ± {100 * row['std'][key]:.1f}"
+            cells.append(cell)
+        chosen = "; ".join(
+            ", ".join(str(t) for t in row[k] if t is not None) or "–"
+            for k in ("thresholds", "thresholds_1se", "thresholds_logloss")
+        )
+        lines.append(f"| {task} | {', '.join(map(str, row['seeds']))} | " + " | ".join(cells) + f" | {chosen} |")
+    if rows:
+        mean = summary["mean"]
+        lines.append("| **mean** | | " + " | ".join(f"**{pct(mean[k])}**" for k in LLM_ARMS) + " | |")
+    lines += [
+        "",
+        "What happened to the generations (summed over seeds; the full training sets only, not the GridSearchCV "
+        "folds): dropped by the clean-up, per reason, then the switch's rejections at each threshold.",
+        "",
+        "| task | generated | clean-up drops | t | off-task | default judge: below threshold | default judge: kept | "
+        "generator judge: below threshold | generator judge: kept | agreement of the judges at t=0.5 |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task, row in rows.items():
+        drops = ", ".join(f"{k} {v}" for k, v in row["dropped"].items() if v) or "none"
+        for t, cell in row["switch_at"].items():
+            gen = row["generator_switch_at"].get(t)
+            gen_cells = f"{gen['below_threshold']} | {gen['kept']}" if gen else "– | –"
+            agreement = pct(row["agreement"]) + " %" if t == str(DEFAULT_T) and row["agreement"] is not None else ""
+            lines.append(
+                f"| {task} | {row['generated']} | {drops} | {t} | {cell['off_task']} | {cell['below_threshold']} | "
+                f"{cell['kept']} | {gen_cells} | {agreement} |"
+            )
+    lines += [
+        "",
+        "What the answers cost when they were paid (first run; a rerun reads them from the store): answers stored, "
+        "tokens the server processed, wall time; per 100 examples kept at the default threshold for generation.",
+        "",
+        "| task | phase | answers | prompt tokens | completion tokens | wall time | per 100 kept: tokens, time |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for task, row in rows.items():
+        kept = row["switch_at"].get(str(DEFAULT_T), {}).get("kept", 0)
+        for phase, cost in row["paid"].items():
+            per = "–"
+            if phase == "generation" and kept:
+                tokens = (cost["prompt_tokens"] + cost["completion_tokens"]) * 100 / kept
+                per = f"{tokens:,.0f} tokens, {cost['seconds'] * 100 / kept:.0f} s"
+            lines.append(
+                f"| {task} | {phase} | {cost['answers']} | {cost['prompt_tokens']:,} | {cost['completion_tokens']:,} | "
+                f"{cost['seconds']:.0f} s | {per} |"
+            )
+    lines += ["", "Chat requests sent by the latest run (0 when every answer came from the store):", ""]
+    lines += [f"- {task}: {row['chat_requests_rerun']}" for task, row in rows.items()]
+    lines += ["", "## A page of real generations per task (first seed), by outcome at the default threshold", ""]
+    for task in rows:
+        first = next(r for r in records if r["task"] == task and "examples" in r)
+        lines += [f"### {task} (seed {first['seed']})", "", "| label | outcome | text |", "|---|---|---|"]
+        for example in first["examples"]:
+            text = str(example["text"]).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {example['label']} | {example['outcome']} | {text[:300]} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_llm_report(records: list[dict], results_dir: Path, machine: str, model: str) -> list[Path]:
+    """``augment_llm.json`` (the runs, their summary and the bar's figures) and ``augment_llm.md``."""
+    summary = summarise_llm(records)
+    tasks = {
+        task: {
+            "gold": _percent(row["gold"]),
+            "all": _percent(row["no_switch"]),
+            "switch": _percent(row["switch"]),
+            "chat_requests_rerun": row["chat_requests_rerun"],
+        }
+        for task, row in summary["by_task"].items()
+    }
+    payload = {"model": model, "machine": machine, "tasks": tasks, "summary": summary, "runs": records}
+    json_path, md_path = results_dir / "augment_llm.json", results_dir / "augment_llm.md"
+    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+    md_path.write_text(llm_markdown(summary, records, machine, model))
+    return [json_path, md_path]
+
+
+def _percent(value):
+    return None if value is None else round(100 * value, 2)
+
+
+def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, generator: str) -> int:
+    """Every LLM request of the benchmark, without the students: each training set's generations (the full one
+    and the GridSearchCV folds') and the generator judge's answers. Returns (and prints) the answers paid: 0 when
+    the store already holds every one, as on a fresh clone with the committed replies loaded."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from .replies import count_answers
+
+    before, start = count_answers(LLM_STORE), time.perf_counter()
+    for seed in seeds:
+        for task in tasks:
+            data, _, _, augmenter = setup_judge_run(
+                task, seed, REAL, server, data_home, n_per_class, "minilm", generator
+            )
+            X, y = np.asarray(list(data.X_train), dtype=object), np.asarray(data.y_train)
+            clone(augmenter).set_params(threshold=1.0, teacher="generator").fit_resample(X, y)
+            folds = StratifiedKFold(LLM_GRID_FOLDS, shuffle=True, random_state=seed)
+            for train, _ in folds.split(X, y):
+                clone(augmenter).set_params(threshold=0.0).fit_resample(X[train], y[train])
+    paid = count_answers(LLM_STORE) - before
+    print(
+        f"replayed every LLM request of {list(tasks)} x seeds {list(seeds)} in {time.perf_counter() - start:.0f} s: "
+        f"{paid} answers paid",
+        flush=True,
+    )
+    return paid
+
+
+def run_llm(args) -> None:
+    """The real LLM's runs: the committed answers loaded first, every task and seed run (from the store where
+    answered before), the answers exported after each, and ``results/augment_llm.*`` written."""
+    from .llm import BENCHMARK_PORT, LLMS, LlamaServer, install_llm
+    from .replies import export_answers, load_answers
+
+    tasks = args.tasks or list(LLM_TASKS)
+    n_per_class = args.n_per_class or 16
+    json_path = args.results_dir / "augment_llm.json"
+    stored = json.loads(json_path.read_text()) if json_path.exists() else {}
+    records = stored.get("runs", [])
+    if not args.report_only:
+        loaded = load_answers(LLM_REPLIES, LLM_STORE)
+        print(f"{loaded} committed answers loaded into {LLM_STORE}", flush=True)
+        spec = LLMS[args.generator]
+        # one slot, the prompt cache on: requests share their beginning (instruction, labels), read once; the
+        # store, not the sampler, makes a rerun identical
+        server = LlamaServer(
+            install_llm(args.generator), spec.alias, port=BENCHMARK_PORT, threads=args.threads, cache_prompt=True
+        )
+        with server:
+            if args.requests_only:
+                return replay_requests(tasks, args.seeds, server, args.data_home, n_per_class, args.generator)
+            for seed in args.seeds:
+                for task in tasks:
+                    kwargs = dict(server=server, data_home=args.data_home, n_per_class=n_per_class)
+                    record = run_judge(
+                        task, seed, REAL, generator=args.generator, grid=task not in args.no_grid, **kwargs
+                    )
+                    record.setdefault("chat_requests", 0)
+                    records = merge(records, record, _judge_key)
+                    export_answers(LLM_STORE, LLM_REPLIES)
+                    write_llm_report(records, args.results_dir, args.machine, spec.alias)
+                    brief = {k: record.get(k) for k in ("gold", "no_switch", "switch", "threshold", "chat_requests")}
+                    print(f"{task} seed {seed}: {json.dumps(brief)} in {record['seconds']} s", flush=True)
+    alias = LLMS[args.generator].alias if args.generator in LLMS else args.generator
+    print("wrote", ", ".join(map(str, write_llm_report(records, args.results_dir, args.machine, alias))))
 
 
 if __name__ == "__main__":

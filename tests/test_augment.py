@@ -202,7 +202,11 @@ def test_n_per_class_or_sampling_strategy(server, tmp_path):
         ('{"examples": [{"text": " a "}, {"text": "b"}]}', ["a", "b"]),
         ('["a", 3, {"label": "x"}]', ["a", None, None]),
         ("Sorry, I cannot do that.", None),
-        ('["a", "b"', None),
+        ("[1. a", None),
+        # a list cut short when the reply ran out of tokens: its complete entries
+        ('["a", "b"', ["a", "b"]),
+        ('```json\n[\n  "a",\n  "b \\"c\\"",\n  "d is cut sh', ["a", 'b "c"']),
+        ('[{"text": "a"}, {"text": "b"}, {"te', ["a", "b"]),
     ],
 )
 def test_replies_are_parsed_leniently(reply, expected):
@@ -490,6 +494,51 @@ def test_the_generator_can_judge_through_its_log_probabilities(server, tmp_path)
     _judges._memo.clear()
     clone(augmenter).fit_resample(TEXTS, LABELS)
     assert chat_requests(server) == []
+
+
+def test_labels_of_several_words_are_judged_by_their_numbers(server, tmp_path):
+    # "very good" and "very bad" share their first token: the judge numbers the labels and reads the digits
+    names = {"pos": "very good", "neg": "very bad"}
+
+    def writer(body):
+        n, label = requested(body)
+        short = "pos" if label == "very good" else "neg"
+        return mixed_writer(
+            {**body, "messages": [{"content": f'Write {n} new, diverse examples of the label "{short}"'}]}
+        )
+
+    def by_number(body):
+        scores = judge_logprobs(body)
+        return {"1": scores["neg"], "2": scores["pos"]}  # the classes in sorted order: "very bad", "very good"
+
+    server.chat_reply = lambda body: "1" if body.get("logprobs") else writer(body)
+    server.chat_logprobs = by_number
+    labels = np.array([names[label] for label in LABELS], dtype=object)
+    descriptions = {names[k]: v for k, v in DESCRIPTIONS.items()}
+    augmenter = make_augmenter(server, tmp_path, teacher="generator", label_descriptions=descriptions, threshold=0.9)
+    augmenter.fit_resample(TEXTS, labels)
+    judged = [r for r in chat_requests(server) if r.body.get("logprobs")]
+    instruction = judged[0].body["messages"][0]["content"]
+    assert '1. "very bad": a scathing review' in instruction and '2. "very good": a glowing review' in instruction
+    assert "answer with the number of its label" in instruction
+    records = augmenter.generations_
+    flipped = [r for r in records if r["text"].endswith(" 2")]
+    assert flipped and not any(r["kept"] for r in flipped)
+    assert all(r["kept"] for r in records if not r["text"].endswith(" 2"))
+
+
+@pytest.mark.parametrize(
+    ("classes", "words"),
+    [
+        (["negative", "positive"], ["negative", "positive"]),
+        (["world", "sports", "business", "science/technology"], ["1", "2", "3", "4"]),
+        (["very negative", "negative", "neutral", "positive", "very positive"], ["1", "2", "3", "4", "5"]),
+        ([0, 1, 2], ["1", "2", "3"]),  # digits are no words: numbered 1..3, never the ambiguous "0"
+        ([f"intent {i}" for i in range(12)], [f"intent {i}" for i in range(12)]),  # more than 9: names
+    ],
+)
+def test_each_class_answers_with_one_word_of_its_own(classes, words):
+    assert _judges.answer_words(classes) == words
 
 
 def test_the_generator_as_judge_needs_an_api_model(tmp_path):

@@ -25,6 +25,7 @@ from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerpr
 from ..stores import open_store
 from ._judges import (
     _seed,
+    answer_words,
     class_thresholds,
     generator_proba,
     gold_proba,
@@ -90,8 +91,9 @@ class LLMAugmenter(BaseOverSampler):
         request per example, stored like the generations) and reads the
         probability of each label from the log-probabilities of its first
         answer token; it needs an ``"openai:"`` model whose endpoint returns
-        ``logprobs``, and reads each class name as one answer token (names
-        of several tokens are matched by their whole text only). None uses a
+        ``logprobs``. Each class answers by its name when every name is one
+        word; otherwise the labels are numbered and the number answers (at
+        most nine classes), since only the first token is read. None uses a
         :class:`~skcrosstune.CrossTuneClassifier` on the vectors of
         ``embedder``, with ``label_descriptions``, seeded by
         ``random_state``: the descriptions give it a prior that the few gold
@@ -650,7 +652,7 @@ class LLMAugmenter(BaseOverSampler):
                 timeout=self.timeout,
                 max_retries=self.max_retries,
             )
-            words = [str(label) for label in prompter.classes]
+            words = answer_words(prompter.classes)
             store = open_store(self.store, label_word_fingerprint(backend, words))
 
             def compute():

@@ -39,6 +39,7 @@ a grid search over the knob fits no teacher twice for the same data.
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 
 import joblib
@@ -49,6 +50,7 @@ from sklearn.model_selection import StratifiedKFold
 from ..embedder import _row_norms
 
 __all__ = [
+    "answer_words",
     "class_thresholds",
     "generator_proba",
     "gold_proba",
@@ -118,16 +120,15 @@ def generator_proba(backend, store, candidates: list, labels: list, classes: lis
     """The probability the generating model gives each candidate's label, from its first answer token.
 
     ``backend`` is an :class:`~skcrosstune.backends.openai_logprobs.OpenAILogProbBackend`
-    whose instruction lists the labels; each answer is stored in ``store``
-    as it arrives. The label words are the class names; their
+    whose instruction lists the labels with their :func:`answer_words`; each
+    answer is stored in ``store`` as it arrives. The answer words'
     log-probabilities are normalised over the classes.
     """
     from ..cache import query_through_store
 
-    words = [str(label) for label in classes]
     log_probs, report = query_through_store(
         candidates,
-        lambda batch: backend.label_word_log_probs(batch, words),
+        lambda batch: backend.label_word_log_probs(batch, answer_words(classes)),
         store=store,
         batch_size=batch_size,
     )
@@ -138,11 +139,44 @@ def generator_proba(backend, store, candidates: list, labels: list, classes: lis
     return _intended(proba, classes, labels), report
 
 
+_ONE_WORD = re.compile(r"[^\W\d_]+")
+
+
+def answer_words(classes) -> list[str]:
+    """The word that answers for each class: its name, or its number when names cannot be told by one token.
+
+    Only the first answer token is scored, so each class needs an answer
+    that is one short word and whose first token is its own: a name of
+    several words (``"very negative"`` and ``"very positive"`` both start with
+    ``"very"``) or with punctuation (``"science/technology"``) cannot serve.
+    Then the labels are numbered 1 to 9 (one token each in the tokenizers of
+    common chat models) and the number answers; with more than nine classes
+    the names are kept.
+
+    Examples
+    --------
+    >>> answer_words(["negative", "positive"])
+    ['negative', 'positive']
+    >>> answer_words(["very negative", "negative", "neutral", "positive", "very positive"])
+    ['1', '2', '3', '4', '5']
+    """
+    names = [str(label).strip() for label in classes]
+    folded = [name.lower() for name in names]
+    one_word = all(_ONE_WORD.fullmatch(name) for name in names) and len(set(folded)) == len(folded)
+    if one_word or len(names) > 9:
+        return names
+    return [str(i) for i in range(1, len(names) + 1)]
+
+
 def judge_instruction(task: str, classes: list, descriptions: list[str]) -> str:
-    """The system message asking the generator to label a text with one label word."""
+    """The system message asking the generator to label a text with one answer word (see :func:`answer_words`)."""
+    words = answer_words(classes)
+    numbered = words != [str(c).strip() for c in classes]
     lines = [f"Task: {task}", "", "Labels:"]
-    lines += [f"- {json.dumps(str(c))}: {d}" for c, d in zip(classes, descriptions, strict=True)]
-    lines += ["", "Read the user's text and answer with its label, exactly as written above, and nothing else."]
+    for word, c, d in zip(words, classes, descriptions, strict=True):
+        lines.append(f"{word}. {json.dumps(str(c))}: {d}" if numbered else f"- {json.dumps(str(c))}: {d}")
+    answer = "the number of its label" if numbered else "its label, exactly as written above,"
+    lines += ["", f"Read the user's text and answer with {answer} and nothing else."]
     return "\n".join(lines)
 
 

@@ -57,11 +57,22 @@ def parse_examples(reply: str, *, pairs: bool = False) -> list | None:
     [('a', 'b')]
     >>> parse_examples("I cannot help with that.") is None
     True
+
+    A list cut short (the reply ran out of tokens) gives its complete
+    strings:
+
+    >>> parse_examples('```json\n["a fine film", "loved it", "an unfinis')
+    ['a fine film', 'loved it']
     """
     fenced = _FENCE.search(reply)
     value = _first_json(fenced.group(1)) if fenced else None
     if value is None:
         value = _first_json(reply)
+    if value is None or (isinstance(value, dict) and not any(isinstance(v, list) for v in value.values())):
+        # no list decodes: a list cut short, whose first entries may decode one by one, is more than its first
+        partial = _truncated_list(fenced.group(0) if fenced else reply)
+        if partial is not None and (value is None or len(partial) > 1):
+            value = partial
     if value is None:
         return None
     if isinstance(value, dict):
@@ -81,6 +92,25 @@ def _first_json(text: str):
         except ValueError:
             continue
     return None
+
+
+def _truncated_list(text: str) -> list | None:
+    """The complete entries of a JSON list that was cut short (the reply ran out of tokens), or None."""
+    start = text.find("[")
+    if start < 0:
+        return None
+    decoder, items, at = json.JSONDecoder(), [], start + 1
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        try:
+            item, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break
+        if not isinstance(item, (str, dict, list)):
+            break  # "[1. a text": a numbered line, not JSON
+        items.append(item)
+    return items or None
 
 
 def _entry(entry, pairs: bool):

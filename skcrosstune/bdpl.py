@@ -60,7 +60,7 @@ from ._validation import (
     template_fields,
 )
 from .backends.openai_logprobs import label_word_fingerprint
-from .cache import query_through_store
+from .cache import ProcessCountersMixin, query_through_store
 from .embedder import BlackBoxEmbedder, _max_per_group, _row_norms
 from .stores import open_store
 
@@ -70,7 +70,7 @@ __all__ = ["BlackBoxPromptClassifier"]
 SIMILARITY_TEMPERATURE = 0.05
 
 
-class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
+class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
     """Few-shot classification by a discrete prompt searched through the black box (BDPL).
 
     Parameters
@@ -234,11 +234,13 @@ class BlackBoxPromptClassifier(EmbeddingHeadClassifier):
         Prompted inputs the search asked for (what ``max_queries`` bounds).
 
     n_queries_ : int
-        Inputs sent to the black box since ``fit`` (label descriptions and
-        predictions included: every prompted text is new to the black box).
+        Inputs this process sent to the black box since ``fit`` (label
+        descriptions and predictions included: every prompted text is new to
+        the black box), or since the model was loaded: an unpickled model
+        starts at 0.
 
     n_cache_hits_ : int
-        Inputs answered by the store since ``fit``.
+        Inputs the store answered for this process since ``fit`` or loading.
 
     See Also
     --------

@@ -50,6 +50,26 @@ _LOOKUP_CHUNK = 2000  # keys per store look-up: a look-up holds at most this man
 _FIRST_POLL, _LONGEST_POLL = 0.02, 0.5
 
 
+class ProcessCountersMixin:
+    """Query counters that count this process's queries: a loaded (unpickled) estimator starts them at zero.
+
+    A model fitted on one machine and loaded on another has sent nothing
+    there yet; carrying the fitting process's counts over would read as
+    queries paid by the new one. The store's counters (``store_counts``)
+    are the cumulative figures. Also what joblib workers send back: their
+    counts stay with the process that made them.
+    """
+
+    #: The fitted attributes that count this process's queries.
+    _process_counters: tuple[str, ...] = ("n_queries_", "n_cache_hits_")
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for name in self._process_counters:
+            if name in self.__dict__:
+                setattr(self, name, 0)
+
+
 @dataclass
 class QueryReport:
     """What one call cost: items asked for, unique items, store answers, queries sent, corrupt entries."""

@@ -15,7 +15,7 @@ from ._training import DeviceOptions
 from ._validation import TextBatch, check_label_word_groups, check_texts, template_fields
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
-from .cache import QueryReport, query_through_store
+from .cache import ProcessCountersMixin, QueryReport, query_through_store
 from .stores import Store, open_store, query_counts
 
 __all__ = ["BlackBoxEmbedder"]
@@ -26,7 +26,7 @@ PAIR_FEATURES = ("u", "v", "abs_diff", "product", "cosine")
 DEFAULT_TEMPLATES = {False: "{text} It was {mask}.", True: "{text} ? {mask}, {text_pair}"}
 
 
-class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
+class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
     r"""Texts in, black-box representations out, never paying twice for a query.
 
     The black box is a local Hugging Face model used forward only (by default
@@ -141,11 +141,12 @@ class BlackBoxEmbedder(TransformerMixin, BaseEstimator):
         Width of the output.
 
     n_queries_ : int
-        Inputs sent to the black box since :meth:`fit`.
+        Inputs this process sent to the black box since :meth:`fit`, or
+        since the embedder was loaded: an unpickled embedder starts at 0.
 
     n_cache_hits_ : int
-        Inputs answered by the store since :meth:`fit` (in this process:
-        :meth:`store_counts` totals every process).
+        Inputs the store answered for this process since :meth:`fit` or
+        loading (:meth:`store_counts` totals every process).
 
     See Also
     --------

@@ -383,8 +383,11 @@ def test_clone_pickle_and_joblib_keep_the_prompt_and_predictions(tmp_path):
     X, y = key_word_data(0)
     clf = key_word_classifier(random_state=0).fit(X, y)
     expected = clf.predict_proba(X)
+    assert clf.n_queries_ + clf.n_cache_hits_ > 0
     for restored in (pickle.loads(pickle.dumps(clf)), _joblib_roundtrip(clf, tmp_path)):
         assert restored.prompt_ == clf.prompt_
+        # the query counters are this process's: a loaded model has sent nothing here yet
+        assert restored.n_queries_ == restored.n_cache_hits_ == 0 and restored.n_requested_ == clf.n_requested_
         np.testing.assert_allclose(restored.predict_proba(X), expected)
     fresh = clone(clf)
     assert fresh.get_params()["label_words"] == LABEL_WORDS and not hasattr(fresh, "prompt_")

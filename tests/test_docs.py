@@ -162,3 +162,109 @@ def test_code_block_runs(page, line, code, doc_run, request, monkeypatch, tmp_pa
     exec(compile(code, f"{page.name}:{line}", "exec"), state["namespace"])
     state["failed"] = None
     state["ran"].append(line)
+
+
+# ------------------------------------------------------------------ the gallery
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("plot_*.py"))
+
+
+def test_the_gallery_has_examples():
+    assert len(EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_gallery_example_runs_as_a_script(example, doc_run, request, tmp_path):
+    """Each example runs as ``python example.py``, as a reader runs it (a cluster recipe needs its main guard)."""
+    import os
+    import subprocess
+    import sys
+
+    code = example.read_text(encoding="utf-8")
+    for name, fixture in STAND_INS.items():
+        code = code.replace(f'"{name}"', repr(str(request.getfixturevalue(fixture))))
+    for name, smaller in SMALLER.items():
+        code = code.replace(name, smaller)
+    script = tmp_path / example.name
+    script.write_text(BASE_URL.sub(f"base_url={doc_run['server'].url!r}", code), encoding="utf-8")
+    env = {
+        **os.environ,
+        "SKCROSSTUNE_CACHE_DIR": str(doc_run["cache"]),
+        "OPENAI_BASE_URL": doc_run["server"].url,
+        "OPENAI_API_KEY": "sk-dummy-key-for-the-local-server",
+        "MPLBACKEND": "Agg",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{example.name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+
+
+# ------------------------------------------------------- docs that match the code
+#: The modules whose ``__all__`` is public API, each documented in docs/api.rst.
+PUBLIC_MODULES = (
+    "skcrosstune",
+    "skcrosstune.augment",
+    "skcrosstune.datasets",
+    "skcrosstune.backends",
+    "skcrosstune.backends.chat",
+    "skcrosstune.backends.openai_logprobs",
+    "skcrosstune.stores",
+    "skcrosstune.stores.sqlite",
+    "skcrosstune.stores.redis",
+    "skcrosstune.cache",
+)
+
+
+def _api_entries() -> set[tuple[str, str]]:
+    """``(module, name)`` of every autosummary entry and ``.. data::`` of docs/api.rst."""
+    entries, module, in_summary = set(), None, False
+    for line in (ROOT / "docs" / "api.rst").read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped.startswith(".. currentmodule::"):
+            module = stripped.split("::", 1)[1].strip()
+        elif stripped.startswith(".. autosummary::"):
+            in_summary = True
+        elif stripped.startswith(".. data::"):
+            entries.add((module, stripped.split("::", 1)[1].strip()))
+        elif in_summary and stripped and not stripped.startswith(":") and line.startswith("   "):
+            entries.add((module, stripped))
+        elif stripped and not line.startswith(" "):
+            in_summary = False
+    return entries
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_every_public_name_is_in_the_api_reference(module):
+    import importlib
+
+    documented = _api_entries()
+    public = [name for name in importlib.import_module(module).__all__ if not name.startswith("__")]
+    # a name re-exported by a parent module counts where the parent documents it
+    missing = [
+        name
+        for name in public
+        if not any((m, name) in documented for m in PUBLIC_MODULES if module.startswith(m) or m.startswith(module))
+    ]
+    assert not missing, f"{module}: {missing} are public (in __all__) but not in docs/api.rst"
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_table():
+    source = "\n".join(path.read_text(encoding="utf-8") for path in sorted((ROOT / "skcrosstune").rglob("*.py")))
+    read = set(re.findall(r"""["']((?:SKCROSSTUNE|OPENAI|HF|XDG)_[A-Z_]+)["']""", source))
+    guide = (ROOT / "docs" / "user_guide.rst").read_text(encoding="utf-8")
+    table = guide[guide.index("Environment variables\n---") :]
+    assert {"SKCROSSTUNE_CACHE_DIR", "OPENAI_BASE_URL"} <= read
+    missing = sorted(name for name in read if f"``{name}" not in table)
+    assert not missing, f"the code reads {missing}, which the user guide's environment-variable table lacks"
+
+
+def test_every_extra_is_on_the_install_page():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = re.findall(r"^([A-Za-z0-9_-]+)\s*=", section, re.M)
+    assert {"test", "docs"} <= set(extras)
+    page = (ROOT / "docs" / "install.rst").read_text(encoding="utf-8")
+    missing = sorted(name for name in extras if not re.search(rf"^``{re.escape(name)}``\s", page, re.M))
+    assert not missing, f"pyproject.toml declares the extras {missing}, which docs/install.rst does not list"

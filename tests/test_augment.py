@@ -15,6 +15,7 @@ import math
 import pickle
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,6 +212,42 @@ def test_n_per_class_or_sampling_strategy(server, tmp_path):
 )
 def test_replies_are_parsed_leniently(reply, expected):
     assert parse_examples(reply) == expected
+
+
+#: Real replies of Qwen2.5-Coder-1.5B-Instruct to LLMAugmenter's prompts, recorded by the real-LLM benchmark.
+RECORDED = json.loads((Path(__file__).parent / "data" / "qwen_replies.json").read_text(encoding="utf-8"))["replies"]
+
+
+def _strict_json(reply: str) -> list[str]:
+    """A recorded reply read strictly: its one code fence (if any) removed, then plain ``json.loads``."""
+    body = reply.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1].rsplit("```", 1)[0]
+    return [(entry["text"] if isinstance(entry, dict) else entry).strip() for entry in json.loads(body)]
+
+
+@pytest.mark.parametrize("reply", RECORDED, ids=[f"recorded{i}" for i in range(len(RECORDED))])
+def test_real_replies_parse_as_their_json_says_even_when_cut_short(reply):
+    expected = _strict_json(reply)
+    assert len(expected) >= 7 and parse_examples(reply) == expected
+    # the same reply cut off as when the reply's token budget runs out: the entries written before the cut
+    partial = parse_examples(reply[: len(reply) * 2 // 3])
+    assert partial and len(partial) < len(expected) and partial == expected[: len(partial)]
+
+
+def test_real_replies_through_the_augmenter_keep_every_distinct_example(server, tmp_path):
+    replies = iter(RECORDED)
+    server.chat_reply = lambda body: next(replies, "[]")  # then empty lists: nothing more to give
+    augmenter = make_augmenter(
+        server, tmp_path, n_per_class=24, n_per_request=8, threshold=0.0, max_chars=1000, n_concurrent=1
+    )
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert len(chat_requests(server)) >= len(RECORDED) == 6
+    written = [text for reply in RECORDED for text in _strict_json(reply)]
+    assert sorted(r["text"] for r in augmenter.generations_) == sorted(written)
+    distinct = len({" ".join(text.casefold().split()) for text in written})
+    assert augmenter.n_generated_ == distinct and augmenter.drop_counts_["duplicate"] == len(written) - distinct
+    assert augmenter.drop_counts_["unparseable"] == augmenter.drop_counts_["malformed"] == 0
 
 
 def test_bad_generations_are_dropped_and_counted_per_reason(server, tmp_path):

@@ -1228,7 +1228,7 @@ def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, gen
 def run_llm(args) -> None:
     """The real LLM's runs: the committed answers loaded first, every task and seed run (from the store where
     answered before), the answers exported after each, and ``results/augment_llm.*`` written."""
-    from .llm import BENCHMARK_PORT, LLMS, LlamaServer, install_llm
+    from .llm import BENCHMARK_PORT, LLMS, LlamaServer, install_llm, llama_server_binary
     from .replies import export_answers, load_answers
 
     tasks = args.tasks or list(LLM_TASKS)
@@ -1243,7 +1243,12 @@ def run_llm(args) -> None:
         # one slot, the prompt cache on: requests share their beginning (instruction, labels), read once; the
         # store, not the sampler, makes a rerun identical
         server = LlamaServer(
-            install_llm(args.generator), spec.alias, port=BENCHMARK_PORT, threads=args.threads, cache_prompt=True
+            install_llm(args.generator),
+            spec.alias,
+            port=BENCHMARK_PORT,
+            threads=args.threads,
+            cache_prompt=True,
+            binary=llama_server_binary(build=True),  # the shared wheel, else a build (said how long first)
         )
         with server:
             if args.requests_only:

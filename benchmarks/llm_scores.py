@@ -223,7 +223,7 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from .llm import BENCHMARK_PORT, LLMS, LlamaServer, install_llm
+    from .llm import BENCHMARK_PORT, LLMS, LlamaServer, install_llm, llama_server_binary
     from .replies import export_answers, load_answers
 
     committed = args.store == LLM_STORE
@@ -234,7 +234,8 @@ def main(argv=None) -> None:
     records = json.loads(json_path.read_text())["runs"] if json_path.exists() else []
     port = args.port or BENCHMARK_PORT
     # one slot with the prompt cache on: the instruction, the same for every text, is read once
-    with LlamaServer(install_llm(args.generator), spec.alias, port=port, cache_prompt=True) as server:
+    binary = llama_server_binary(build=True)  # the shared wheel, else a build (said how long first)
+    with LlamaServer(install_llm(args.generator), spec.alias, port=port, cache_prompt=True, binary=binary) as server:
         for task in args.tasks:
             record = run(task, args.seeds, server, args.data_home, args.n_test, args.store)
             old = next((r for r in records if r["task"] == task), {})

@@ -153,8 +153,20 @@ def _family_curve(records: list[dict], method: str, tasks: list, shots: int) -> 
     return float(np.mean(means))
 
 
-def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_order: list, families: dict) -> None:
-    """Accuracy against shots per method: averaged over all tasks, then one panel per task family."""
+def plot_accuracy(
+    records: list[dict],
+    path: Path,
+    *,
+    task_order: list,
+    method_order: list,
+    families: dict,
+    baseline: str | None = None,
+) -> None:
+    """Accuracy against shots per method: averaged over all tasks, then one panel per task family.
+
+    Each panel's axis is fitted to its own curves (heads a few points apart stay apart). With ``baseline`` (a
+    method), every other method is drawn as its margin over it, in points, instead of its accuracy.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,19 +187,27 @@ def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_o
     n_classes = {r["task"]: r["n_classes"] for r in records}
 
     n_rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(n_rows, 2, figsize=(10, 3.6 * n_rows + 0.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(n_rows, 2, figsize=(10, 3.6 * n_rows + 0.8), squeeze=False)
     legend = {}
     for ax, (title, members) in zip(axes.flat, panels.items(), strict=False):
+        reference = {k: _family_curve(records, baseline, members, k) for k in shot_counts} if baseline else {}
         for method in methods:
+            if method == baseline:
+                continue
             points = [(k, _family_curve(records, method, members, k)) for k in shot_counts]
+            if baseline:
+                points = [(k, y - reference[k]) for k, y in points if y is not None and reference[k] is not None]
             points = [(k, y) for k, y in points if y is not None]
             if not points:
                 continue
             base, _, variant = method.partition("[")
             style = "-" if not variant else "--" if variant == "names]" else ":"
             (legend[method],) = ax.plot(*zip(*points, strict=True), style, marker="o", color=colors[base])
-        chance = 100 * np.mean([1 / n_classes[t] for t in members])
-        legend["uniform guess"] = ax.axhline(chance, color="0.6", linestyle=(0, (1, 3)), linewidth=1)
+        if baseline:
+            legend[baseline] = ax.axhline(0, color="0.3", linewidth=1.2)
+        else:
+            chance = 100 * np.mean([1 / n_classes[t] for t in members])
+            legend["uniform guess"] = ax.axhline(chance, color="0.6", linestyle=(0, (1, 3)), linewidth=1)
         ax.set_xscale("log", base=2)
         ax.set_xticks(shot_counts, [str(k) for k in shot_counts])
         ax.minorticks_off()
@@ -197,12 +217,17 @@ def plot_accuracy(records: list[dict], path: Path, *, task_order: list, method_o
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("mean test accuracy (%)")
+        ax.set_ylabel(f"accuracy − {baseline} (points)" if baseline else "mean test accuracy (%)")
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.suptitle(f"Few-shot accuracy on frozen {black_box_name(records)} (mean over seeds, then over tasks)")
+    what = f"margin over {baseline}" if baseline else "Few-shot accuracy"
+    fig.suptitle(f"{what[0].upper() + what[1:]} on frozen {black_box_name(records)} (mean over seeds, then tasks)")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+#: The method the margin plot (``fewshot_margin.png``) measures every other against.
+BASELINE = "linear_probe"
 
 
 def write_report(records: list[dict], results_dir: Path, *, task_order, method_order, families) -> list[Path]:
@@ -225,4 +250,9 @@ def write_report(records: list[dict], results_dir: Path, *, task_order, method_o
         path = results_dir / "fewshot.png"
         plot_accuracy(records, path, task_order=list(task_order), method_order=method_order, families=families)
         written.append(path)
+        if any(r["method"] == BASELINE for r in records):
+            path = results_dir / "fewshot_margin.png"
+            options = dict(task_order=list(task_order), method_order=method_order, families=families)
+            plot_accuracy(records, path, baseline=BASELINE, **options)
+            written.append(path)
     return written

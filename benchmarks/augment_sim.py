@@ -1077,7 +1077,11 @@ def summarise_llm(records: list[dict]) -> dict:
         row["chat_requests_rerun"] = int(sum(r.get("chat_requests", 0) for r in runs))
         by_task[task] = row
     tasks = list(by_task)
-    overall = {key: _mean(by_task[t][key] for t in tasks) for key in LLM_ARMS} if tasks else {}
+    # a mean over the tasks only where every task has the arm
+    overall = {
+        key: _mean(by_task[t][key] for t in tasks) if all(by_task[t][key] is not None for t in tasks) else None
+        for key in LLM_ARMS
+    }
     return {"by_task": by_task, "mean": overall}
 
 
@@ -1196,7 +1200,7 @@ def _percent(value):
     return None if value is None else round(100 * value, 2)
 
 
-def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, generator: str) -> int:
+def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, generator: str, no_grid=()) -> int:
     """Every LLM request of the benchmark, without the students: each training set's generations (the full one
     and the GridSearchCV folds') and the generator judge's answers. Returns (and prints) the answers paid: 0 when
     the store already holds every one, as on a fresh clone with the committed replies loaded."""
@@ -1213,6 +1217,8 @@ def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, gen
             )
             X, y = np.asarray(list(data.X_train), dtype=object), np.asarray(data.y_train)
             clone(augmenter).set_params(threshold=1.0, teacher="generator").fit_resample(X, y)
+            if task in no_grid:
+                continue
             folds = StratifiedKFold(LLM_GRID_FOLDS, shuffle=True, random_state=seed)
             for train, _ in folds.split(X, y):
                 clone(augmenter).set_params(threshold=0.0).fit_resample(X[train], y[train])
@@ -1252,7 +1258,8 @@ def run_llm(args) -> None:
         )
         with server:
             if args.requests_only:
-                return replay_requests(tasks, args.seeds, server, args.data_home, n_per_class, args.generator)
+                options = (args.data_home, n_per_class, args.generator, args.no_grid)
+                return replay_requests(tasks, args.seeds, server, *options)
             for seed in args.seeds:
                 for task in tasks:
                     kwargs = dict(server=server, data_home=args.data_home, n_per_class=n_per_class)

@@ -1042,6 +1042,7 @@ def summarise_llm(records: list[dict]) -> dict:
         if not runs:
             continue
         row = {key: _mean(_llm_arm(r, key) for r in runs) for key in LLM_ARMS}
+        row["n_runs"] = {key: sum(_llm_arm(r, key) is not None for r in runs) for key in LLM_ARMS}
         row["std"] = {
             key: float(np.std([_llm_arm(r, key) for r in runs]))
             for key in ("gold", "no_switch", "switch")
@@ -1079,7 +1080,9 @@ def summarise_llm(records: list[dict]) -> dict:
     tasks = list(by_task)
     # a mean over the tasks only where every task has the arm
     overall = {
-        key: _mean(by_task[t][key] for t in tasks) if all(by_task[t][key] is not None for t in tasks) else None
+        key: _mean(by_task[t][key] for t in tasks)
+        if all(by_task[t]["n_runs"][key] == len(by_task[t]["seeds"]) for t in tasks)
+        else None
         for key in LLM_ARMS
     }
     return {"by_task": by_task, "mean": overall}
@@ -1117,6 +1120,8 @@ def llm_markdown(summary: dict, records: list[dict], machine: str, model: str) -
             cell = pct(row[key])
             if key in row["std"]:
                 cell += f" ± {100 * row['std'][key]:.1f}"
+            elif row[key] is not None and row["n_runs"][key] < len(row["seeds"]):
+                cell += f" ({row['n_runs'][key]} seed{'s' if row['n_runs'][key] > 1 else ''})"
             cells.append(cell)
         chosen = "; ".join(
             ", ".join(str(t) for t in row[k] if t is not None) or "–"

@@ -1075,6 +1075,10 @@ def summarise_llm(records: list[dict]) -> dict:
                 for k, v in cost.items():
                     total[k] += v
         row["paid"] = paid
+        # examples kept at the default threshold in the runs whose generations were paid then (for per-100 figures)
+        row["kept_when_paid"] = int(
+            sum(r["switch_at"][str(DEFAULT_T)]["kept"] for r in runs if "generation" in r.get("paid", {}))
+        )
         row["chat_requests_rerun"] = int(sum(r.get("chat_requests", 0) for r in runs))
         by_task[task] = row
     tasks = list(by_task)
@@ -1153,13 +1157,16 @@ def llm_markdown(summary: dict, records: list[dict], machine: str, model: str) -
     lines += [
         "",
         "What the answers cost when they were paid (first run; a rerun reads them from the store): answers stored, "
-        "tokens the server processed, wall time; per 100 examples kept at the default threshold for generation.",
+        "tokens the server processed, wall time (for generation, of the whole `fit_resample`: the requests, the off-task "
+        "check and the default judge), summed over the seeds whose run paid them; for generation, per 100 "
+        "examples those runs kept at the default threshold. Runs stopped and resumed paid a few answers that no "
+        "record counts.",
         "",
         "| task | phase | answers | prompt tokens | completion tokens | wall time | per 100 kept: tokens, time |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for task, row in rows.items():
-        kept = row["switch_at"].get(str(DEFAULT_T), {}).get("kept", 0)
+        kept = row["kept_when_paid"]
         for phase, cost in row["paid"].items():
             per = "–"
             if phase == "generation" and kept:

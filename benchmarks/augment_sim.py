@@ -972,8 +972,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--requests-only",
         action="store_true",
-        help="with a local LLM: send (or read from the store) every request of the runs, fit no student, and say "
-        "how many answers were paid",
+        help="with a local LLM: replay every LLM request of the recorded runs through the store (no server started, "
+        "no student fitted) and record how many answers were paid",
     )
     parser.add_argument(
         "--judge-model",
@@ -1157,8 +1157,8 @@ def llm_markdown(summary: dict, records: list[dict], machine: str, model: str) -
     lines += [
         "",
         "What the answers cost when they were paid (first run; a rerun reads them from the store): answers stored, "
-        "tokens the server processed, wall time (for generation, of the whole `fit_resample`: the requests, the off-task "
-        "check and the default judge), summed over the seeds whose run paid them; for generation, per 100 "
+        "tokens the server processed, wall time (for generation, of the whole `fit_resample`: the requests, the "
+        "off-task check and the default judge), summed over the seeds whose run paid them; for generation, per 100 "
         "examples those runs kept at the default threshold. Runs stopped and resumed paid a few answers that no "
         "record counts.",
         "",
@@ -1212,35 +1212,41 @@ def _percent(value):
     return None if value is None else round(100 * value, 2)
 
 
-def replay_requests(tasks, seeds, server, data_home: Path, n_per_class: int, generator: str, no_grid=()) -> int:
-    """Every LLM request of the benchmark, without the students: each training set's generations (the full one
-    and the GridSearchCV folds') and the generator judge's answers. Returns (and prints) the answers paid: 0 when
-    the store already holds every one, as on a fresh clone with the committed replies loaded."""
+def replay_requests(records: list[dict], server, data_home: Path, generator: str) -> list[dict]:
+    """Every LLM request of the recorded runs, without the students: each run's generations (of the full training
+    set, and of the GridSearchCV folds where the run searched) and the generator judge's answers, through the store.
+
+    Returns the records with ``chat_requests`` set to the answers this replay paid (0 when the store holds every
+    one, as on a fresh clone with the committed replies loaded) and ``rerun`` to ``"requests-only replay"``.
+    """
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
     from .replies import count_answers
 
-    before, start = count_answers(LLM_STORE), time.perf_counter()
-    for seed in seeds:
-        for task in tasks:
-            data, _, _, augmenter = setup_judge_run(
-                task, seed, REAL, server, data_home, n_per_class, "minilm", generator
-            )
-            X, y = np.asarray(list(data.X_train), dtype=object), np.asarray(data.y_train)
-            clone(augmenter).set_params(threshold=1.0, teacher="generator").fit_resample(X, y)
-            if task in no_grid:
-                continue
-            folds = StratifiedKFold(LLM_GRID_FOLDS, shuffle=True, random_state=seed)
-            for train, _ in folds.split(X, y):
+    out, start = [], time.perf_counter()
+    for record in records:
+        task, seed = record["task"], record["seed"]
+        before = count_answers(LLM_STORE)
+        data, _, _, augmenter = setup_judge_run(task, seed, REAL, server, data_home, 16, "minilm", generator)
+        X, y = np.asarray(list(data.X_train), dtype=object), np.asarray(data.y_train)
+        clone(augmenter).set_params(threshold=1.0, teacher="generator").fit_resample(X, y)
+        if "cv_scores" in record:
+            for train, _ in StratifiedKFold(LLM_GRID_FOLDS, shuffle=True, random_state=seed).split(X, y):
                 clone(augmenter).set_params(threshold=0.0).fit_resample(X[train], y[train])
-    paid = count_answers(LLM_STORE) - before
-    print(
-        f"replayed every LLM request of {list(tasks)} x seeds {list(seeds)} in {time.perf_counter() - start:.0f} s: "
-        f"{paid} answers paid",
-        flush=True,
-    )
-    return paid
+        paid = count_answers(LLM_STORE) - before
+        out.append({**record, "chat_requests": paid, "rerun": "requests-only replay"})
+        print(f"{task} seed {seed}: every LLM request replayed, {paid} answers paid", flush=True)
+    print(f"replay of {len(records)} runs in {time.perf_counter() - start:.0f} s", flush=True)
+    return out
+
+
+class _Endpoint:
+    """The benchmarks' fixed endpoint, with no server started: a replay that finds every answer stored needs none."""
+
+    def __init__(self, port: int, alias: str):
+        self.url = f"http://127.0.0.1:{port}/v1"
+        self.alias = alias
 
 
 def run_llm(args) -> None:
@@ -1254,6 +1260,16 @@ def run_llm(args) -> None:
     json_path = args.results_dir / "augment_llm.json"
     stored = json.loads(json_path.read_text()) if json_path.exists() else {}
     records = stored.get("runs", [])
+    if args.requests_only:
+        loaded = load_answers(LLM_REPLIES, LLM_STORE)
+        print(f"{loaded} committed answers loaded into {LLM_STORE}", flush=True)
+        spec = LLMS[args.generator]
+        mine = [r for r in records if r["task"] in tasks and r["seed"] in args.seeds]
+        replayed = replay_requests(mine, _Endpoint(BENCHMARK_PORT, spec.alias), args.data_home, args.generator)
+        for record in replayed:
+            records = merge(records, record, _judge_key)
+        print("wrote", ", ".join(map(str, write_llm_report(records, args.results_dir, args.machine, spec.alias))))
+        return
     if not args.report_only:
         loaded = load_answers(LLM_REPLIES, LLM_STORE)
         print(f"{loaded} committed answers loaded into {LLM_STORE}", flush=True)
@@ -1269,9 +1285,6 @@ def run_llm(args) -> None:
             binary=llama_server_binary(build=True),  # the shared wheel, else a build (said how long first)
         )
         with server:
-            if args.requests_only:
-                options = (args.data_home, n_per_class, args.generator, args.no_grid)
-                return replay_requests(tasks, args.seeds, server, *options)
             for seed in args.seeds:
                 for task in tasks:
                     kwargs = dict(server=server, data_home=args.data_home, n_per_class=n_per_class)

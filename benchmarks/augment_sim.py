@@ -348,12 +348,8 @@ def run_judge(
         record["n_clean"] = len(records)
         record["switch_at"] = {str(t): _reasons(kept_at(t), on_task) for t in JUDGE_THRESHOLDS}
         # the generator as judge: its own label-word log-probabilities for the same generations
-        by_generator = clone(augmenter).set_params(threshold=1.0, teacher="generator")
         with spent("generator_judge"):
-            by_generator.fit_resample(X, y)
-        by_text = {(r["text"], r["label"]): r for r in by_generator.generations_}
-        generator_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
-        generator_bar = np.asarray([by_generator.class_thresholds_.get(r["label"], np.inf) for r in records])
+            generator_proba, generator_bar = _judged_by(augmenter, X, y, records, teacher="generator")
 
         def generator_kept(t: float) -> np.ndarray:
             return kept_at(t, generator_proba, generator_bar)
@@ -379,11 +375,7 @@ def run_judge(
 
         record["switch_at"] = {str(t): rates(kept_at(t)) for t in JUDGE_THRESHOLDS}
         # the previous default judge on the same generations: a logistic regression (C=10), gold counted 4 times
-        previous = clone(augmenter).set_params(threshold=1.0, teacher=previous_teacher(), gold_weight=4)
-        previous.fit_resample(X, y)
-        by_text = {(r["text"], r["label"]): r for r in previous.generations_}
-        previous_proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
-        previous_bar = np.asarray([previous.class_thresholds_.get(r["label"], np.inf) for r in records])
+        previous_proba, previous_bar = _judged_by(augmenter, X, y, records, teacher=previous_teacher(), gold_weight=4)
 
         def previous_kept(t: float) -> np.ndarray:
             return kept_at(t, previous_proba, previous_bar)
@@ -437,6 +429,17 @@ def run_judge(
         record["cv_log_loss"] = [round(float(-v), 4) for v in results["mean_test_log_loss"]]
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record | spent.record
+
+
+def _judged_by(augmenter, X, y, records: list[dict], **params) -> tuple[np.ndarray, np.ndarray]:
+    """Another judge on the same generations: its probability of each record's label, and its class means."""
+    from sklearn.base import clone
+
+    other = clone(augmenter).set_params(threshold=1.0, **params)
+    other.fit_resample(X, y)
+    by_text = {(r["text"], r["label"]): r for r in other.generations_}
+    proba = np.asarray([by_text[r["text"], r["label"]]["probability"] for r in records])
+    return proba, np.asarray([other.class_thresholds_.get(r["label"], np.inf) for r in records])
 
 
 class _Spending:

@@ -1200,6 +1200,7 @@ def write_llm_report(records: list[dict], results_dir: Path, machine: str, model
             "gold": _percent(row["gold"]),
             "all": _percent(row["no_switch"]),
             "switch": _percent(row["switch"]),
+            "switch_seeds": row["n_runs"]["switch"],  # GridSearchCV runs so far (the other arms: every seed)
             "chat_requests_rerun": row["chat_requests_rerun"],
         }
         for task, row in summary["by_task"].items()

@@ -126,9 +126,10 @@ def generator_proba(backend, store, candidates: list, labels: list, classes: lis
     """
     from ..cache import query_through_store
 
+    words = answer_words(classes)
     log_probs, report = query_through_store(
         candidates,
-        lambda batch: backend.label_word_log_probs(batch, answer_words(classes)),
+        lambda batch: backend.label_word_log_probs(batch, words),
         store=store,
         batch_size=batch_size,
     )

@@ -321,8 +321,8 @@ def missing_requirement(module: str | None) -> str | None:
     return None
 
 
-def embedder_counters(estimator) -> tuple[int, int] | None:
-    """Queries sent and cache hits, summed over the fitted ``BlackBoxEmbedder``s inside ``estimator``.
+def embedder_counters(estimator) -> tuple[int, int, int] | None:
+    """Queries sent, cache hits and tokens sent, summed over the fitted ``BlackBoxEmbedder``s inside ``estimator``.
 
     Returns None when the estimator holds no fitted embedder (a white-box method).
     """
@@ -343,7 +343,11 @@ def embedder_counters(estimator) -> tuple[int, int] | None:
             stack.extend(vars(obj).values())
     if not found:
         return None
-    return sum(e.n_queries_ for e in found), sum(e.n_cache_hits_ for e in found)
+    return (
+        sum(e.n_queries_ for e in found),
+        sum(e.n_cache_hits_ for e in found),
+        sum(getattr(e, "n_tokens_", 0) for e in found),
+    )
 
 
 def describe_params(value):
@@ -441,6 +445,7 @@ def run_method(method: Method, data, embedder: BaseEstimator) -> dict:
         "predict_seconds": round(predict_seconds, 4),
         "queries": None if counters is None else counters[0],
         "cache_hits": None if counters is None else counters[1],
+        "tokens": None if counters is None else counters[2],
         "n_train": len(data.X_train),
         "n_test": len(data.X_test),
         "selected": getattr(estimator, "best_params_", None),
@@ -631,10 +636,11 @@ def main(argv=None) -> None:
             model=resolve_black_box(args.model),
         )
         queries = sum(r.get("queries") or 0 for r in new)
+        tokens = sum(r.get("tokens") or 0 for r in new)
         failures = sum(r["status"] == "error" for r in new)
         print(
-            f"{len(new)} runs in {time.perf_counter() - start:.0f} s, {queries} black-box queries sent, "
-            f"{failures} errors."
+            f"{len(new)} runs in {time.perf_counter() - start:.0f} s, {queries} black-box queries sent "
+            f"({tokens} tokens), {failures} errors."
         )
 
     results_dir = Path(args.results_dir)

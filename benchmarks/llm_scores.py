@@ -91,7 +91,7 @@ class LLMLabelWordScorer(TransformerMixin, BaseEstimator):
         )
         store = open_store(self.store, label_word_fingerprint(backend, words))
         scores, report = query_through_store(
-            list(X), lambda batch: backend.label_word_log_probs(batch, words), store=store, batch_size=16
+            list(X), lambda batch: backend.query_label_words(batch, words), store=store, batch_size=16
         )
         self.n_llm_queries_ += report.n_queried
         return np.asarray(scores, dtype=np.float32)

@@ -16,8 +16,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compat import _check_feature_names
 from ._training import predict_logits
-from ._validation import check_texts
+from ._validation import TextBatch, check_labels, check_texts, count_inputs
 from ._validation import is_numeric_input as _is_numeric
+from .cache import QueryEstimate, estimate_queries
 from .embedder import BlackBoxEmbedder
 
 __all__ = ["EmbeddingHeadClassifier"]
@@ -126,6 +127,68 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, features: np.ndarray) -> np.ndarray:
         """Class logits (float64) of the head for its input features."""
         return predict_logits(self.module_, features)
+
+    # ------------------------------------------------------------- estimates
+    def estimate_queries(self, X, y=None, *, tokenizer=None, price_per_1k_tokens=None) -> QueryEstimate:
+        """What ``fit(X, y)`` (``y`` given) or a prediction on ``X`` (``y=None``) would send, before anything is paid.
+
+        Counts the inputs (and label descriptions) the black box would be
+        asked for that the store does not hold yet; nothing is queried and no
+        counter moves. With no one else paying in between, ``n_to_send`` is
+        exactly what the call then sends: 0 on a warm store.
+
+        Parameters
+        ----------
+        X : texts, sentence pairs, or numeric representations
+            As given to ``fit`` or ``predict``.
+        y : array-like of shape (n_samples,), default=None
+            The labels of a ``fit`` to estimate; None estimates a prediction,
+            which needs a fitted classifier.
+        tokenizer : callable, default=None
+            ``tokenizer(text)`` giving a text's tokens (a list or their
+            number), for an API model; a local model counts its own. Without
+            either, ``tokens`` is None.
+        price_per_1k_tokens : float, default=None
+            Turns the tokens into ``cost``.
+
+        Returns
+        -------
+        estimate : QueryEstimate
+            ``n_inputs``, ``n_unique``, ``n_stored``, ``n_to_send``,
+            ``tokens`` and ``cost``.
+        """
+        if y is None:
+            check_is_fitted(self)
+            plans = [] if self.input_kind_ == "numeric" else [self.embedder_._plan(_without_column_names(X))]
+        else:
+            plans = self._fit_plans(X, y)
+        return estimate_queries(plans, tokenizer=tokenizer, price_per_1k_tokens=price_per_1k_tokens)
+
+    def _fit_plans(self, X, y) -> list:
+        """The look-ups ``fit(X, y)`` makes, checked as ``fit`` checks its input (nothing is queried)."""
+        classes, _ = check_labels(y, count_inputs(X))
+        plans, inputs, input_kind = [], None, "numeric"
+        if not _is_numeric(X):
+            batch = check_texts(X)
+            input_kind = "pairs" if batch.is_pair else "texts"
+            X = _without_column_names(X)
+            inputs = clone(self._embedder_template(batch.is_pair))._planner(batch, X)
+            plans.append(inputs._plan(X))
+        for embedder, texts in self._fit_extra_inputs(classes, input_kind):
+            if embedder == "inputs" and inputs is not None:
+                plans.append(inputs._plan(texts))
+            else:  # the label descriptions' embedder, fitted on single texts
+                planner = clone(self._embedder_template(False))._planner(TextBatch(texts=list(texts)), texts)
+                plans.append(planner._plan(texts))
+        return plans
+
+    def _fit_extra_inputs(self, classes, input_kind: str) -> list[tuple[str, list]]:
+        """What ``fit`` embeds besides ``X`` (of ``input_kind`` "texts", "pairs" or "numeric").
+
+        ``("inputs", items)``: through the inputs' embedder; ``("descriptions",
+        texts)``: through the label descriptions' embedder.
+        """
+        return []
 
     @_with_x_parameter
     def decision_function(self, X):

@@ -60,7 +60,7 @@ from ._validation import (
     template_fields,
 )
 from .backends.openai_logprobs import label_word_fingerprint
-from .cache import ProcessCountersMixin, query_through_store
+from .cache import ProcessCountersMixin, QueryEstimate, estimate_queries, query_through_store
 from .embedder import BlackBoxEmbedder, _max_per_group, _row_norms
 from .stores import open_store
 
@@ -242,6 +242,10 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
     n_cache_hits_ : int
         Inputs the store answered for this process since ``fit`` or loading.
 
+    n_tokens_ : int
+        Tokens the queries of ``n_queries_`` used, as the black box reports
+        them (an API's ``usage``, a local model's tokenizer).
+
     See Also
     --------
     CrossTuneClassifier : Few-shot learning on black-box embeddings, with no
@@ -391,7 +395,7 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
         train, held_out = self._split(y_index, rng)
         self._check_budget(len(train), len(held_out))
 
-        self.n_queries_ = self.n_cache_hits_ = self.n_requested_ = 0
+        self.n_queries_ = self.n_cache_hits_ = self.n_tokens_ = self.n_requested_ = 0
         self._prepare_black_box(texts, class_texts)
         self.temperature_ = self.temperature or (SIMILARITY_TEMPERATURE if self.black_box_ == "similarity" else 1.0)
         with torch.random.fork_rng(devices=[]):  # the caller's global torch state is left as it was
@@ -477,6 +481,7 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
         # an API embedder of unknown width pays one query while fitting
         self.n_queries_ += self.embedder_.n_queries_
         self.n_cache_hits_ += self.embedder_.n_cache_hits_
+        self.n_tokens_ += self.embedder_.n_tokens_
         if self.black_box_ == "mask":
             self.label_words_ = class_texts
             return
@@ -485,6 +490,7 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
         E = np.asarray(self.description_embedder_.transform(flat), dtype=np.float32)
         self.n_queries_ += self.description_embedder_.n_queries_
         self.n_cache_hits_ += self.description_embedder_.n_cache_hits_
+        self.n_tokens_ += self.description_embedder_.n_tokens_
         self.description_embeddings_ = E / _row_norms(E)
         self.description_owner_ = np.repeat(np.arange(len(self.classes_)), [len(g) for g in class_texts])
 
@@ -628,23 +634,26 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
             backend, groups = self.log_prob_backend_, self.label_words_
             flat = [word for group in groups for word in group]
             store = open_store(self.store, label_word_fingerprint(backend, flat))
+            # a box that tells what its requests used answers query_label_words; any other, label_word_log_probs
+            ask = getattr(backend, "query_label_words", backend.label_word_log_probs)
 
             def score(items: list[str]) -> np.ndarray:
                 raw, report = query_through_store(
                     items,
-                    lambda batch: backend.label_word_log_probs(batch, flat),
+                    lambda batch: ask(batch, flat),
                     store=store,
                     batch_size=self.batch_size,
                     width=len(flat),
                 )
                 self.n_queries_ += report.n_queried
                 self.n_cache_hits_ += report.n_cached
+                self.n_tokens_ += report.usage.prompt_tokens + report.usage.completion_tokens
                 return _max_per_group(raw, [len(g) for g in groups])
 
             return score
 
         def score(items: list[str]) -> np.ndarray:
-            before = self.embedder_.n_queries_, self.embedder_.n_cache_hits_
+            before = self.embedder_.n_queries_, self.embedder_.n_cache_hits_, self.embedder_.n_tokens_
             if self.black_box_ == "mask":
                 scores = self.embedder_.label_word_scores(items, self.label_words_, output="log_probs")
             else:
@@ -653,9 +662,47 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
                 scores = _max_per_group(similarity, np.bincount(self.description_owner_))
             self.n_queries_ += self.embedder_.n_queries_ - before[0]
             self.n_cache_hits_ += self.embedder_.n_cache_hits_ - before[1]
+            self.n_tokens_ += self.embedder_.n_tokens_ - before[2]
             return scores
 
         return score
+
+    # ------------------------------------------------------------- estimates
+    def estimate_queries(self, X, y=None, *, tokenizer=None, price_per_1k_tokens=None) -> QueryEstimate:
+        """What a prediction on ``X`` would send, before anything is paid.
+
+        Only predictions can be estimated: the search chooses the prompts it
+        tries (hence the texts it sends) from the answers it gets, so what
+        ``fit`` sends is known as it goes; ``max_queries`` bounds it.
+
+        Parameters
+        ----------
+        X : list of str
+            Texts, as given to ``predict``.
+        y : None
+            Must be None.
+        tokenizer : callable, default=None
+            ``tokenizer(text)`` giving a text's tokens, for an API model.
+        price_per_1k_tokens : float, default=None
+
+        Returns
+        -------
+        estimate : QueryEstimate
+        """
+        if y is not None:
+            raise ValueError(
+                "BlackBoxPromptClassifier cannot tell before fitting what fit(X, y) will send: its search picks the "
+                "prompts it tries from the answers it gets. max_queries bounds the prompted texts it asks for."
+            )
+        check_is_fitted(self)
+        texts = self._prompted(self.prompt_, check_texts(X, allow_pairs=False).texts)
+        if self.black_box_ == "log_probs":
+            flat = [word for group in self.label_words_ for word in group]
+            store = open_store(self.store, label_word_fingerprint(self.log_prob_backend_, flat))
+            plan = (store, texts, len(flat), self.log_prob_backend_)
+        else:
+            plan = self.embedder_._plan(texts)
+        return estimate_queries([plan], tokenizer=tokenizer, price_per_1k_tokens=price_per_1k_tokens)
 
     # ----------------------------------------------------------- prediction
     def _representations(self, X) -> np.ndarray:

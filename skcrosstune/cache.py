@@ -22,18 +22,29 @@ call is the output plus one batch, not a copy per stage.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
-from .backends.base import BlackBoxError
+from .backends.base import BlackBoxError, Paid, Usage
 from .stores.base import Store, new_owner
 
-__all__ = ["LEASE_SECONDS", "WAIT_SECONDS", "QueryReport", "query_through_store"]
+__all__ = [
+    "LEASE_SECONDS",
+    "WAIT_SECONDS",
+    "QueryEstimate",
+    "QueryPlan",
+    "QueryReport",
+    "estimate_queries",
+    "plan_queries",
+    "query_through_store",
+]
 
 #: Seconds a claim on an item being fetched stays valid without renewal. The
 #: owner renews its claims every third of this while it queries, so a slow
@@ -61,7 +72,7 @@ class ProcessCountersMixin:
     """
 
     #: The fitted attributes that count this process's queries.
-    _process_counters: tuple[str, ...] = ("n_queries_", "n_cache_hits_")
+    _process_counters: tuple[str, ...] = ("n_queries_", "n_cache_hits_", "n_tokens_")
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -72,13 +83,14 @@ class ProcessCountersMixin:
 
 @dataclass
 class QueryReport:
-    """What one call cost: items asked for, unique items, store answers, queries sent, corrupt entries."""
+    """What one call cost: items asked for, unique items, store answers, queries sent, corrupt entries, tokens."""
 
     n_items: int = 0
     n_unique: int = 0
     n_cached: int = 0
     n_queried: int = 0
     n_corrupt: int = 0
+    usage: Usage = Usage()
 
 
 def query_through_store(
@@ -101,7 +113,9 @@ def query_through_store(
         Texts, or ``(text, text_pair)`` tuples. Duplicates are answered once.
     compute : callable
         ``compute(list_of_items) -> ndarray`` of shape (n, ...), one row per
-        item: the black-box query.
+        item: the black-box query; or a :class:`~skcrosstune.backends.base.Paid`
+        holding that array and the request's tokens, which are added to the
+        store's counters with the items sent.
     store : Store or None
         Where answers are kept and claimed (:func:`skcrosstune.stores.open_store`);
         None keeps nothing (duplicates within the call are still sent once).
@@ -237,10 +251,7 @@ class _LookUp:
             for positions, block in blocks:
                 if answers.row_shape is None:
                     answers.row_shape = block.shape[1:]
-                if block.dtype.kind in "fiu" and block.shape[1:] == answers.row_shape:
-                    good = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
-                else:  # another width, or not numbers: stale
-                    good = np.zeros(len(block), dtype=bool)
+                good = _usable(block, answers.row_shape)
                 for position in positions[~good]:  # stored answers that cannot be right: counted once
                     if chunk[position] not in self.stale:
                         self.stale.add(chunk[position])
@@ -254,6 +265,161 @@ class _LookUp:
             report.n_cached += hits
             self.store.add_counts(hits=hits)
         return missing
+
+
+def _usable(block: np.ndarray, row_shape: tuple | None) -> np.ndarray:
+    """Which stored rows can be answers: finite numbers of the expected shape (others are stale, asked again)."""
+    if block.dtype.kind in "fiu" and (row_shape is None or block.shape[1:] == row_shape):
+        return np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    return np.zeros(len(block), dtype=bool)
+
+
+@dataclass
+class QueryPlan:
+    """What :func:`query_through_store` would send for some items, as the store stands now."""
+
+    n_items: int
+    n_unique: int
+    n_stored: int
+    to_send: list
+
+
+def plan_queries(items: Sequence[Hashable], store: Store | None, *, width: int | None = None) -> QueryPlan:
+    """The items a query would pay for: the unique ones the store cannot answer. Nothing is sent or counted.
+
+    The store's answers are read and checked as a query reads them (a
+    corrupt or stale entry counts as one to send), so, with no other user
+    paying in between, ``to_send`` is exactly what the query then sends.
+
+    Parameters
+    ----------
+    items : sequence of hashable
+        Texts, or ``(text, text_pair)`` tuples.
+    store : Store or None
+        None: every unique item is sent.
+    width : int, optional
+        The expected row width (stored rows of another width are stale).
+
+    Returns
+    -------
+    plan : QueryPlan
+    """
+    unique = list(dict.fromkeys(items))
+    if store is None:
+        return QueryPlan(len(items), len(unique), 0, unique)
+    row_shape = None if width is None else (int(width),)
+    to_send = []
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        blocks, _ = store.get_stacked(store.keys(chunk))
+        served = np.zeros(len(chunk), dtype=bool)
+        for positions, block in blocks:
+            row_shape = row_shape or block.shape[1:]
+            served[positions[_usable(block, row_shape)]] = True
+        to_send += [chunk[i] for i in np.flatnonzero(~served)]
+    return QueryPlan(len(items), len(unique), len(unique) - len(to_send), to_send)
+
+
+@dataclass(frozen=True)
+class QueryEstimate:
+    """What a call would send, before anything is sent: inputs, and their tokens and cost when they can be told.
+
+    Attributes
+    ----------
+    n_inputs : int
+        Inputs the call would look up (repeats included).
+    n_unique : int
+        Distinct inputs among them.
+    n_stored : int
+        Distinct inputs the store answers (not sent).
+    n_to_send : int
+        Distinct inputs that would be sent to the black box and paid for.
+    tokens : int or None
+        Tokens of the inputs to send, from the local model's tokenizer or
+        the ``tokenizer`` given; None when neither can tell.
+    cost : float or None
+        ``tokens`` at the price given; None without a price or a count.
+    """
+
+    n_inputs: int
+    n_unique: int
+    n_stored: int
+    n_to_send: int
+    tokens: int | None = None
+    cost: float | None = None
+
+
+def check_price(price_per_1k_tokens):
+    """``price_per_1k_tokens`` checked: None, a price >= 0, or a (prompt, completion) pair of them."""
+    value = price_per_1k_tokens
+    parts = list(value) if isinstance(value, (tuple, list)) else [value]
+    if value is None:
+        return None
+    if len(parts) in (1, 2) and all(
+        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in parts
+    ):
+        return float(parts[0]) if len(parts) == 1 else (float(parts[0]), float(parts[1]))
+    raise ValueError(
+        "price_per_1k_tokens must be a price per 1,000 tokens (a number >= 0) or a (prompt, completion) pair of "
+        f"them, got {value!r:.60}."
+    )
+
+
+def cost_of(prompt_tokens: int, completion_tokens: int, price) -> float:
+    """The cost of tokens at a price checked by :func:`check_price` (one price, or prompt and completion apart)."""
+    prompt_price, completion_price = price if isinstance(price, tuple) else (price, price)
+    return (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1000.0
+
+
+def estimate_queries(plans, *, tokenizer=None, price_per_1k_tokens=None) -> QueryEstimate:
+    """What the queries of ``plans`` would send, with their tokens and cost where they can be told.
+
+    Parameters
+    ----------
+    plans : list of (store, items, width, backend)
+        The look-ups a call makes. Those sharing one store are one set of
+        items: an input two of them ask for is paid once.
+    tokenizer : callable, default=None
+        ``tokenizer(text)`` giving a text's tokens (a list) or their number;
+        None asks each backend (a local model counts its own).
+    price_per_1k_tokens : float, default=None
+
+    Returns
+    -------
+    estimate : QueryEstimate
+    """
+    price = check_price(price_per_1k_tokens)
+    if isinstance(price, tuple):
+        raise ValueError("An estimate counts the tokens of the inputs only: give one price_per_1k_tokens.")
+    if tokenizer is not None and not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a callable giving a text's tokens, got {type(tokenizer).__name__}.")
+    merged: dict[int, list] = {}
+    for store, items, width, backend in plans:
+        slot = merged.setdefault(id(store) if store is not None else -len(merged) - 1, [store, [], width, backend])
+        slot[1] += list(items)
+        slot[2] = slot[2] or width
+    n_inputs = n_unique = n_stored = n_to_send = 0
+    tokens: int | None = 0
+    for store, items, width, backend in merged.values():
+        plan = plan_queries(items, store, width=width)
+        n_inputs, n_unique = n_inputs + plan.n_items, n_unique + plan.n_unique
+        n_stored, n_to_send = n_stored + plan.n_stored, n_to_send + len(plan.to_send)
+        counted = _count_tokens(plan.to_send, backend, tokenizer) if plan.to_send else 0
+        tokens = None if tokens is None or counted is None else tokens + counted
+    cost = None if price is None or tokens is None else cost_of(tokens, 0, price)
+    return QueryEstimate(n_inputs, n_unique, n_stored, n_to_send, tokens, cost)
+
+
+def _count_tokens(items: list, backend, tokenizer) -> int | None:
+    if tokenizer is None:
+        count = getattr(backend, "count_tokens", None)
+        return None if count is None else count(items)
+    total = 0
+    for item in items:
+        for text in [item] if isinstance(item, str) else item:
+            counted = tokenizer(text)
+            total += counted if isinstance(counted, int) else len(counted)
+    return total
 
 
 class _Payer:
@@ -287,9 +453,13 @@ class _Payer:
         for start in range(0, len(items), self.batch_size):
             batch = items[start : start + self.batch_size]
             rows = self.compute(batch)
+            usage = Usage()
+            if isinstance(rows, Paid):
+                rows, usage = rows
             self.report.n_queried += len(batch)
+            self.report.usage += usage
             if self.store is not None:
-                self.store.add_counts(sent=len(batch))
+                self.store.add_counts(sent=len(batch), **usage.counts())
             rows = self._check(batch, rows)
             if self.store is not None:
                 batch_keys = [self.keys[item] for item in batch]

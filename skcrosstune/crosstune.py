@@ -311,6 +311,11 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _fit_extra_inputs(self, classes, input_kind: str) -> list[tuple[str, list]]:
+        """The label descriptions, embedded after ``X``."""
+        descriptions = check_label_descriptions(self.label_descriptions, classes)
+        return [("descriptions", [text for texts in descriptions for text in texts])]
+
     @_with_x_parameter
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):

@@ -475,6 +475,22 @@ class DecTClassifier(EmbeddingHeadClassifier):
         }
         self.zero_shot_weight_ = candidates[_simplest_within_one_standard_error(errors)]
 
+    def _fit_extra_inputs(self, classes, input_kind: str) -> list[tuple[str, list]]:
+        """What :meth:`_prepare_zero_shot` embeds: the descriptions, and the content-free input it calibrates on."""
+        if self.zero_shot_weight == 0:
+            return []
+        extra = []
+        if self.label_words is None:
+            descriptions = check_label_descriptions(self.label_descriptions, classes)
+            extra.append(("descriptions", [text for texts in descriptions for text in texts]))
+        calibration = self.calibration
+        if calibration == "auto":
+            calibration = "content_free" if self.label_words is not None else "train_mean"
+        if calibration == "content_free":
+            empty = {"numeric": ("descriptions", [""]), "texts": ("inputs", [""]), "pairs": ("inputs", [("", "")])}
+            extra.append(empty[input_kind])
+        return extra
+
     # ------------------------------------------------------------ zero shot
     def _prepare_zero_shot(self, H: np.ndarray, label_texts: list[list[str]]) -> None:
         """Choose the zero-shot source and calibration, embed what they need (the content-free input).

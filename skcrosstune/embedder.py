@@ -7,7 +7,8 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, _check_feature_names, _check_feature_names_in, _fit_context
@@ -15,7 +16,15 @@ from ._training import DeviceOptions
 from ._validation import TextBatch, check_label_word_groups, check_texts, template_fields
 from .backends.local import DEFAULT_MODEL, LocalBackend
 from .backends.openai import OpenAIEmbeddingBackend, split_api_model
-from .cache import ProcessCountersMixin, QueryReport, query_through_store
+from .cache import (
+    ProcessCountersMixin,
+    QueryEstimate,
+    QueryReport,
+    check_price,
+    cost_of,
+    estimate_queries,
+    query_through_store,
+)
 from .stores import Store, open_store, query_counts
 
 __all__ = ["BlackBoxEmbedder"]
@@ -148,6 +157,11 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         Inputs the store answered for this process since :meth:`fit` or
         loading (:meth:`store_counts` totals every process).
 
+    n_tokens_ : int
+        Tokens the queries of :attr:`n_queries_` used, as the black box
+        reports them (an API's ``usage``; a local model's tokenizer, padding
+        left out); an unpickled embedder starts at 0.
+
     See Also
     --------
     sentence_transformers.SentenceTransformer : White-box sentence encoders.
@@ -250,18 +264,13 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
             The fitted embedder.
         """
         batch = check_texts(X)
-        self.is_pair_ = batch.is_pair
-        self.n_features_in_ = batch.n_columns
-        _check_feature_names(self, X, reset=True)
-        self._check_pair_features()
-        self.pair_encoding_ = self._resolve_pair_encoding()
-        self.template_ = self._resolve_template()
-        self.backend_ = self._make_backend()
+        self._prepare(batch, X)
         self.n_queries_ = 0
         self.n_cache_hits_ = 0
+        self.n_tokens_ = 0
         self.embedding_dim_ = self.backend_.dimension  # None until the probe below learns it
         if self.embedding_dim_ is None:
-            probe = self._raw_states(TextBatch(texts=batch.texts[:1]), split_pairs=False)
+            probe = self._raw_states(self._probe_batch(batch), split_pairs=False)
             self.embedding_dim_ = probe.shape[1]
         self.embedding_dim_ = int(self.embedding_dim_)
         self.backend_.expected_width = self.embedding_dim_  # an answer of another width is then refused
@@ -313,6 +322,21 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"template {template!r} is not usable: " + "; ".join(problems) + ".")
         return template
 
+    def _prepare(self, batch: TextBatch, X) -> None:
+        """Everything :meth:`fit` sets up before its first query: the input kind, settings and black box."""
+        self.is_pair_ = batch.is_pair
+        self.n_features_in_ = batch.n_columns
+        _check_feature_names(self, X, reset=True)
+        self._check_pair_features()
+        self.pair_encoding_ = self._resolve_pair_encoding()
+        self.template_ = self._resolve_template()
+        self.backend_ = self._make_backend()
+
+    @staticmethod
+    def _probe_batch(batch: TextBatch) -> TextBatch:
+        """The input :meth:`fit` embeds to learn the output width when the black box does not say it."""
+        return TextBatch(texts=batch.texts[:1])
+
     def _make_backend(self):
         api_model = split_api_model(self.model)
         if api_model is not None:
@@ -343,20 +367,81 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         """The store named by ``store``, resolved now, on this machine."""
         return open_store(self.store, self.backend_.fingerprint())
 
-    def store_counts(self) -> dict[str, int]:
+    def store_counts(self, *, price_per_1k_tokens=None) -> dict:
         """What every user of this embedder's store paid and was answered for its black box.
 
         Summed over every process, thread and machine sharing the store (the
         clones of a grid search included), since the store was created.
 
+        Parameters
+        ----------
+        price_per_1k_tokens : float or (float, float), default=None
+            The black box's price per 1,000 tokens, or per 1,000 prompt and
+            per 1,000 completion tokens; when given, ``"cost"`` is added.
+
         Returns
         -------
         counts : dict
             ``{"sent": inputs sent to the black box, "hits": inputs the store
-            answered}``; zeros without a store.
+            answered, "prompt_tokens": ..., "completion_tokens": tokens those
+            requests used}`` (tokens as the black box reported them: an API's
+            ``usage``, a local model's tokenizer); zeros without a store.
         """
         check_is_fitted(self)
-        return query_counts(self.store, self.backend_.fingerprint())
+        price = check_price(price_per_1k_tokens)
+        counts: dict = query_counts(self.store, self.backend_.fingerprint())
+        if price is not None:
+            counts["cost"] = cost_of(counts["prompt_tokens"], counts["completion_tokens"], price)
+        return counts
+
+    def estimate_queries(self, X, *, tokenizer=None, price_per_1k_tokens=None) -> QueryEstimate:
+        """What :meth:`transform` would send for ``X`` now, before anything is sent or paid.
+
+        On an unfitted embedder: what ``fit(X)`` then ``transform(X)`` would
+        send. The store is read (what it holds is not sent again) but
+        nothing is queried and no counter moves; with no one else paying in
+        between, ``to_send`` is exactly what the call then sends.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or DataFrame of str
+            Texts or sentence pairs.
+        tokenizer : callable, default=None
+            ``tokenizer(text)`` giving the tokens of a text (a list, or their
+            number), e.g. ``tiktoken.get_encoding("cl100k_base").encode``, to
+            count the tokens of an API model. A local model counts its own
+            tokens; without either, ``tokens`` is None.
+        price_per_1k_tokens : float, default=None
+            The price per 1,000 (prompt) tokens; when given with a token
+            count, ``cost`` is filled.
+
+        Returns
+        -------
+        estimate : QueryEstimate
+            ``n_inputs``, ``n_unique``, ``n_stored`` and ``n_to_send``
+            inputs, ``tokens`` and ``cost`` of what would be sent.
+        """
+        planner = self._planner(check_texts(X), X)
+        return estimate_queries([planner._plan(X)], tokenizer=tokenizer, price_per_1k_tokens=price_per_1k_tokens)
+
+    def _planner(self, batch: TextBatch, X) -> BlackBoxEmbedder:
+        """Itself when fitted, else an unfitted copy set up as :meth:`fit` would set it up (nothing queried)."""
+        try:
+            check_is_fitted(self)
+            return self
+        except NotFittedError:
+            planner = clone(self)
+            planner._prepare(batch, X)
+            planner.embedding_dim_ = planner.backend_.dimension
+            return planner
+
+    def _plan(self, X) -> tuple:
+        """``(store, items, width, backend)``: what :meth:`transform` of ``X`` queries (and fit's probe, if any)."""
+        batch = self._check_input(X)
+        items = self._query_items(batch, split_pairs=batch.is_pair and self.pair_encoding_ == "separate")
+        if self.embedding_dim_ is None:  # an unfitted API embedder: fit's probe comes first
+            items = self._probe_batch(batch).items() + items
+        return self._open_store(), items, self.embedding_dim_, self.backend_
 
     def _output_width(self, dim: int) -> int:
         if not (self.is_pair_ and self.pair_encoding_ == "separate"):
@@ -394,15 +479,20 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"This embedder was fitted on {fitted} but was given {given}.")
         return batch
 
+    @staticmethod
+    def _query_items(batch: TextBatch, *, split_pairs: bool) -> list:
+        """The store's items for a batch: each text, or each side of each pair, or each pair as one input."""
+        return batch.texts + batch.text_pairs if split_pairs else batch.items()
+
     def _raw_states(self, batch: TextBatch, *, split_pairs: bool) -> np.ndarray:
         """Raw black-box representations through the store, counted: a new array, held by nothing else."""
-        items = batch.texts + batch.text_pairs if split_pairs else batch.items()
+        items = self._query_items(batch, split_pairs=split_pairs)
         from tqdm.auto import tqdm
 
         with tqdm(total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False) as bar:
             states, report = query_through_store(
                 items,
-                self.backend_.encode,
+                self.backend_.query,
                 store=self._open_store(),
                 batch_size=self.batch_size,
                 lengths=self.backend_.item_lengths,
@@ -416,15 +506,17 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
     def _account(self, report: QueryReport) -> None:
         self.n_queries_ += report.n_queried
         self.n_cache_hits_ += report.n_cached
+        self.n_tokens_ += report.usage.prompt_tokens + report.usage.completion_tokens
         if report.n_corrupt:
             logger.warning("%d corrupted or unusable stored answers were fetched again.", report.n_corrupt)
         if self.verbose:
             logger.info(
-                "BlackBoxEmbedder: %d inputs, %d unique, %d from the store, %d queried.",
+                "BlackBoxEmbedder: %d inputs, %d unique, %d from the store, %d queried (%d tokens).",
                 report.n_items,
                 report.n_unique,
                 report.n_cached,
                 report.n_queried,
+                report.usage.prompt_tokens + report.usage.completion_tokens,
             )
 
     def _finish(self, states: np.ndarray) -> np.ndarray:

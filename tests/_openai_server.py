@@ -474,6 +474,7 @@ class OpenAIServer:
         self._lock = threading.Lock()
         self._faults: list[Fault | None] = []
         self._requests: list[RecordedRequest] = []
+        self._usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -569,11 +570,23 @@ class OpenAIServer:
             texts.extend([inputs] if isinstance(inputs, str) else list(inputs or []))
         return texts
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """The tokens billed: the ``usage`` of every answer sent whole (not a fault's), summed."""
+        with self._lock:
+            return dict(self._usage)
+
     def reset(self) -> None:
-        """Forget recorded requests and queued faults."""
+        """Forget recorded requests, queued faults and the tokens billed."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._usage = dict.fromkeys(self._usage, 0)
+
+    def _bill(self, answer: dict) -> None:
+        with self._lock:
+            for name in self._usage:
+                self._usage[name] += answer["usage"].get(name, 0)
 
     # -- used by the handler -------------------------------------------------
     def _record(self, request: RecordedRequest) -> Fault | None:
@@ -724,6 +737,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, spoiled, fault.headers)
             return
         self._send_json(200, answer)
+        state._bill(answer)
 
     def _read_and_record(self, raw: bytes) -> tuple[Any, Fault | None]:
         try:

@@ -32,6 +32,17 @@ def tiny_roberta(tmp_path_factory):
 
 
 @pytest.fixture
+def sent(monkeypatch):
+    """Every input a local model is asked about, across all clones: the queries actually paid for."""
+    from skcrosstune.backends.local import LocalBackend
+
+    items = []
+    original = LocalBackend.query
+    monkeypatch.setattr(LocalBackend, "query", lambda self, batch: items.extend(batch) or original(self, batch))
+    return items
+
+
+@pytest.fixture
 def openai_server():
     """A running OpenAI-compatible server on 127.0.0.1 (tests/_openai_server.py), stopped after the test."""
     from ._openai_server import OpenAIServer

@@ -838,13 +838,13 @@ def tiny_gpt2(tmp_path_factory):
 
 def test_a_local_causal_lm_generates_through_the_cache(tiny_gpt2, tmp_path, monkeypatch):
     calls = []
-    original = LocalChatGenerator.complete
+    original = LocalChatGenerator.respond
 
     def counted(self, messages, seed):
         calls.append(seed)
         return original(self, messages, seed=seed)
 
-    monkeypatch.setattr(LocalChatGenerator, "complete", counted)
+    monkeypatch.setattr(LocalChatGenerator, "respond", counted)
     augmenter = LLMAugmenter(
         str(tiny_gpt2), n_per_class=2, n_per_request=2, max_tokens=8, threshold=0, device="cpu", random_state=0
     )
@@ -852,6 +852,9 @@ def test_a_local_causal_lm_generates_through_the_cache(tiny_gpt2, tmp_path, monk
     # a random model writes no JSON: every reply is counted, at most twice the planned requests are made
     assert augmenter.drop_counts_["unparseable"] == augmenter.n_requests_ == len(calls) == 4
     assert X_res == TEXTS
+    # the tokenizer counts what was read and written; at most max_tokens written per request
+    assert augmenter.n_prompt_tokens_ > 0 and 0 < augmenter.n_completion_tokens_ <= 4 * 8
+    assert augmenter.store_counts()["completion_tokens"] == augmenter.n_completion_tokens_
     generator = augmenter.generator_
     first = generator.complete([{"role": "user", "content": "the film"}], seed=1)
     assert isinstance(first, str) and first == generator.complete([{"role": "user", "content": "the film"}], seed=1)

@@ -33,7 +33,7 @@ def no_query(monkeypatch):
     def refuse(self, items):
         raise AssertionError("a black box was queried before the settings were validated")
 
-    monkeypatch.setattr(LocalBackend, "encode", refuse)
+    monkeypatch.setattr(LocalBackend, "query", refuse)
 
 
 # ------------------------------------------------------------------ devices

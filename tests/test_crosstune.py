@@ -134,8 +134,8 @@ def test_descriptions_from_label_names_when_none_are_given(embedder):
 
 def test_each_description_is_one_cached_query(tiny_bert, monkeypatch):
     sent = []
-    original = LocalBackend.encode
-    monkeypatch.setattr(LocalBackend, "encode", lambda self, items: sent.extend(items) or original(self, items))
+    original = LocalBackend.query
+    monkeypatch.setattr(LocalBackend, "query", lambda self, items: sent.extend(items) or original(self, items))
     clf = CrossTuneClassifier(BlackBoxEmbedder(str(tiny_bert)), DESCRIPTIONS, **fast())
     search = GridSearchCV(clf, {"learning_rate": [1e-3, 1e-2]}, cv=2).fit(TEXTS, LABELS)
     search.predict(TEXTS)

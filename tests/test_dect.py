@@ -7,7 +7,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skcrosstune import BlackBoxEmbedder, DecTClassifier
-from skcrosstune.backends.local import LocalBackend
 from skcrosstune.dect import calibrate
 
 from ._checks import parametrize_with_checks
@@ -29,15 +28,6 @@ def embedder(tiny_bert):
 @pytest.fixture
 def masked_lm(tiny_bert):
     return BlackBoxEmbedder(str(tiny_bert), pooling="mask", template=TEMPLATE)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Every item the local backend is asked to encode: the queries actually paid for."""
-    items = []
-    original = LocalBackend.encode
-    monkeypatch.setattr(LocalBackend, "encode", lambda self, batch: items.extend(batch) or original(self, batch))
-    return items
 
 
 @parametrize_with_checks([DecTClassifier(zero_shot_weight=0, random_state=0)])

@@ -24,13 +24,13 @@ PAIRS = [("the movie was great", "it was good"), ("awful plot", "the plot was fi
 def count_queries(monkeypatch):
     """Record every item sent to any local model, across all clones."""
     sent = []
-    original = LocalBackend.encode
+    original = LocalBackend.query
 
     def encode(self, items):
         sent.extend(items)
         return original(self, items)
 
-    monkeypatch.setattr(LocalBackend, "encode", encode)
+    monkeypatch.setattr(LocalBackend, "query", encode)
     return sent
 
 
@@ -312,14 +312,14 @@ def test_settings_applied_after_the_cache_never_requery(tiny_bert, count_queries
 def test_scaling_to_unit_length_changes_no_array_held_elsewhere(tiny_bert, monkeypatch):
     """The model's answers (and the stored ones) are copied before they are scaled in place."""
     answered = []
-    original = LocalBackend.encode
+    original = LocalBackend.query
 
     def encode(self, items):
-        rows = original(self, items)
-        answered.append((rows, rows.copy()))
-        return rows
+        paid = original(self, items)
+        answered.append((paid.answer, paid.answer.copy()))
+        return paid
 
-    monkeypatch.setattr(LocalBackend, "encode", encode)
+    monkeypatch.setattr(LocalBackend, "query", encode)
     BlackBoxEmbedder(str(tiny_bert), store=None, batch_size=len(TEXTS)).fit_transform(TEXTS)
     BlackBoxEmbedder(str(tiny_bert), store=None, pair_features=("u", "v")).fit_transform(PAIRS)
     assert len(answered) == 2

@@ -70,8 +70,8 @@ def test_a_batch_is_predicted_exactly_as_its_rows_one_at_a_time(make_head, tiny_
 def test_the_heads_soft_vote_in_a_voting_classifier_and_the_store_answers_the_second(tiny_bert, tmp_path, monkeypatch):
     """VotingClassifier hands its members y encoded as 0..n-1, so descriptions are keyed by those integers."""
     sent = []
-    original = LocalBackend.encode
-    monkeypatch.setattr(LocalBackend, "encode", lambda self, items: sent.extend(items) or original(self, items))
+    original = LocalBackend.query
+    monkeypatch.setattr(LocalBackend, "query", lambda self, items: sent.extend(items) or original(self, items))
     embedder = BlackBoxEmbedder(str(tiny_bert), store=str(tmp_path / "store"))
     encoded = {i: DESCRIPTIONS[label] for i, label in enumerate(sorted(DESCRIPTIONS))}  # "neg" is 0, "pos" 1
 

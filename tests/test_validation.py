@@ -339,8 +339,8 @@ BAD_FITS = [
 )
 def test_bad_input_is_refused_before_any_query(tiny_bert, openai_server, monkeypatch, name, params, X, y, error, match):
     sent = []
-    original = LocalBackend.encode
-    monkeypatch.setattr(LocalBackend, "encode", lambda self, batch: sent.extend(batch) or original(self, batch))
+    original = LocalBackend.query
+    monkeypatch.setattr(LocalBackend, "query", lambda self, batch: sent.extend(batch) or original(self, batch))
     monkeypatch.setenv(KEY_ENV, "k")
     estimator = _estimator(name, str(tiny_bert), openai_server, **params)
     X = (text for text in TEXTS) if isinstance(X, str) and X == "generator" else X
@@ -366,7 +366,7 @@ def test_bad_input_at_predict_is_refused_before_any_query(tiny_bert, monkeypatch
     estimator = _estimator(name, str(tiny_bert), None)
     _fit(estimator, TEXTS, LABELS)
     sent = []
-    monkeypatch.setattr(LocalBackend, "encode", lambda self, batch: sent.extend(batch))
+    monkeypatch.setattr(LocalBackend, "query", lambda self, batch: sent.extend(batch))
     with pytest.raises(error, match=match):
         estimator.transform(X) if name == "embedder" else estimator.predict(X)
     assert sent == []

@@ -15,14 +15,17 @@ from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
 from sklearn.base import clone
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .._compat import HasMethods, Interval, StrOptions
 from .._training import DeviceOptions
 from .._validation import check_label_descriptions, check_labels, check_texts
+from ..backends.base import Paid, Usage
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
 from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerprint
-from ..stores import open_store
+from ..cache import check_price, cost_of
+from ..stores import open_store, query_counts
 from ._judges import (
     _seed,
     answer_words,
@@ -248,6 +251,14 @@ class LLMAugmenter(BaseOverSampler):
     n_cache_hits_ : int
         Requests answered by the store during the last fit.
 
+    n_prompt_tokens_ : int
+        Tokens the requests sent during the last fit read (generation and
+        judge requests), from the endpoint's ``usage`` (a local generator's
+        tokenizer); requests answered by the store cost none.
+
+    n_completion_tokens_ : int
+        Tokens those requests wrote.
+
     budget_exhausted_ : bool
         Whether ``max_requests`` stopped generation.
 
@@ -449,6 +460,7 @@ class LLMAugmenter(BaseOverSampler):
     def _augment(self, X, y, pairs, classes, descriptions, gold):
         self.n_requests_ = 0
         self.n_cache_hits_ = 0
+        self.n_prompt_tokens_ = self.n_completion_tokens_ = 0
         self.budget_exhausted_ = False
 
         prompter = _Prompter(self, gold, y, classes, descriptions, pairs)
@@ -551,7 +563,10 @@ class LLMAugmenter(BaseOverSampler):
         store = self._reply_store
         stored = store.get_texts(list(dict.fromkeys(keys))) if store is not None else {}
         replies = [stored.get(key) for key in keys]
-        self.n_cache_hits_ += sum(reply is not None for reply in replies)
+        hits = sum(reply is not None for reply in replies)
+        self.n_cache_hits_ += hits
+        if store is not None and hits:
+            store.add_counts(hits=hits)
         missing = [i for i, reply in enumerate(replies) if reply is None]
         if self.max_requests is not None:
             allowed = max(self.max_requests - self.n_requests_, 0)
@@ -588,17 +603,52 @@ class LLMAugmenter(BaseOverSampler):
                     if future.exception() is not None:
                         failure = failure or future.exception()
                         continue
-                    replies[i] = future.result()
+                    replies[i], usage = future.result()
                     self.n_requests_ += 1
-                    if store is not None:
+                    self._count_tokens(usage)
+                    if store is not None:  # the reply first: it has been paid for
                         store.put_texts([(keys[i], replies[i])])
+                        store.add_counts(sent=1, **usage.counts())
                     bar.update(1)
             if failure is not None:
                 raise failure
         return replies
 
-    def _send(self, request: dict) -> str:
-        return self.generator_.complete(request["messages"], seed=request["seed"])
+    def _send(self, request: dict) -> Paid:
+        return self.generator_.respond(request["messages"], seed=request["seed"])
+
+    def _count_tokens(self, usage: Usage) -> None:
+        self.n_prompt_tokens_ += usage.prompt_tokens
+        self.n_completion_tokens_ += usage.completion_tokens
+
+    def store_counts(self, *, price_per_1k_tokens=None) -> dict:
+        """What every user of this augmenter's store paid and was answered for its generator.
+
+        Summed over every process and machine sharing the store since it was
+        created: generation requests (the judge's answers, with
+        ``teacher="generator"``, are kept and counted under the log-prob
+        black box of their own instruction).
+
+        Parameters
+        ----------
+        price_per_1k_tokens : float or (float, float), default=None
+            The price per 1,000 tokens, or per 1,000 prompt and per 1,000
+            completion tokens (APIs price them apart); when given, ``"cost"``
+            is added.
+
+        Returns
+        -------
+        counts : dict
+            ``{"sent": requests sent, "hits": requests the store answered,
+            "prompt_tokens": ..., "completion_tokens": ...}``; zeros without a
+            store.
+        """
+        check_is_fitted(self, "generator_")
+        price = check_price(price_per_1k_tokens)
+        counts: dict = query_counts(self.store, self.generator_.fingerprint())
+        if price is not None:
+            counts["cost"] = cost_of(counts["prompt_tokens"], counts["completion_tokens"], price)
+        return counts
 
     # ------------------------------------------------------------ the switch
     def _switch(self, records: list[dict], X, y, prompter: _Prompter) -> None:
@@ -658,6 +708,7 @@ class LLMAugmenter(BaseOverSampler):
             def compute():
                 proba, report = generator_proba(backend, store, candidates, labels, prompter.classes)
                 self.n_judge_requests_ += report.n_queried
+                self._count_tokens(report.usage)
                 return proba
 
             return memoised(("generator", backend.fingerprint(), words, candidates, labels), compute)

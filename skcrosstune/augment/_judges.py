@@ -129,7 +129,7 @@ def generator_proba(backend, store, candidates: list, labels: list, classes: lis
     words = answer_words(classes)
     log_probs, report = query_through_store(
         candidates,
-        lambda batch: backend.label_word_log_probs(batch, words),
+        lambda batch: backend.query_label_words(batch, words),
         store=store,
         batch_size=batch_size,
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Backend", "BlackBoxError", "UnusableAnswer", "check_vectors"]
+__all__ = ["Backend", "BlackBoxError", "Paid", "UnusableAnswer", "Usage", "check_vectors", "read_usage"]
 
 
 class BlackBoxError(RuntimeError):
@@ -31,6 +33,47 @@ class UnusableAnswer(Exception):
     def __init__(self, reason: str, *, retry: bool = True):
         super().__init__(reason)
         self.retry = retry
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The tokens one paid request used: those read (``prompt_tokens``) and those written (``completion_tokens``).
+
+    An API reports them in its answer's ``usage``; a local model counts them
+    with its tokenizer (padding left out). Embeddings have prompt tokens only.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def counts(self) -> dict[str, int]:
+        """The store counters this usage adds to."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+class Paid(NamedTuple):
+    """A black box's answer to one request and what the request used."""
+
+    answer: Any
+    usage: Usage
+
+
+def read_usage(response) -> Usage:
+    """The ``usage`` of an OpenAI-style response; zeros when the server reports none.
+
+    A count that is not a whole number >= 0 is not believed: it counts as not
+    reported (0), never as a reason to refuse an answer that was paid for.
+    """
+    usage = getattr(response, "usage", None)
+
+    def count(name: str) -> int:
+        value = getattr(usage, name, None)
+        return value if type(value) is int and value >= 0 else 0
+
+    return Usage(count("prompt_tokens"), count("completion_tokens"))
 
 
 def check_vectors(vectors: Sequence, n_items: int, *, width: int | None = None) -> np.ndarray:
@@ -89,6 +132,14 @@ class Backend(ABC):
     @abstractmethod
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """Query the black box: raw float32 representations, one row per item."""
+
+    def query(self, items: Sequence[Hashable]) -> Paid:
+        """:meth:`encode` with the tokens the request used (zeros for a backend that cannot tell)."""
+        return Paid(self.encode(items), Usage())
+
+    def count_tokens(self, items: Sequence[Hashable]) -> int | None:
+        """The tokens a query of ``items`` would use, without querying; None when only the black box can tell."""
+        return None
 
     @property
     @abstractmethod

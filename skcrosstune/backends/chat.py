@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 
-from .base import UnusableAnswer
+from .base import Paid, UnusableAnswer, Usage, read_usage
 from .local import _load, resolve_model_path, weights_digest
 from .openai import OpenAIClient, _describe
 
@@ -34,6 +34,10 @@ class ChatGenerator(ABC):
     @abstractmethod
     def complete(self, messages: list[dict], *, seed: int) -> str:
         """The reply to ``messages`` (``[{"role": ..., "content": ...}, ...]``), sampled with ``seed``."""
+
+    def respond(self, messages: list[dict], *, seed: int) -> Paid:
+        """:meth:`complete`, with the tokens the request read and wrote (zeros when the generator cannot tell)."""
+        return Paid(self.complete(messages, seed=seed), Usage())
 
 
 class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
@@ -91,13 +95,17 @@ class OpenAIChatGenerator(OpenAIClient, ChatGenerator):
 
     def complete(self, messages: list[dict], *, seed: int) -> str:
         """One chat-completions request, retried on transient faults."""
+        return self.respond(messages, seed=seed).answer
+
+    def respond(self, messages: list[dict], *, seed: int) -> Paid:
+        """:meth:`complete`, with the prompt and completion tokens of the endpoint's ``usage``."""
         extra = {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
         return self._request(
             lambda client: client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self.temperature, seed=seed, **extra
             ),
             "chat-completions",
-            check=_reply_text,
+            check=lambda response: Paid(_reply_text(response), read_usage(response)),
         )
 
 
@@ -158,6 +166,10 @@ class LocalChatGenerator(ChatGenerator):
 
     def complete(self, messages: list[dict], *, seed: int) -> str:
         """Sample one reply; the same seed gives the same reply on the same device."""
+        return self.respond(messages, seed=seed).answer
+
+    def respond(self, messages: list[dict], *, seed: int) -> Paid:
+        """:meth:`complete`, with the tokens of the prompt and of the reply, as the tokenizer counts them."""
         import torch
 
         from .._training import resolve_device
@@ -176,4 +188,7 @@ class LocalChatGenerator(ChatGenerator):
         with self._lock, torch.inference_mode():
             torch.manual_seed(seed)
             output = model.generate(**inputs, max_new_tokens=self.max_tokens or 512, pad_token_id=pad, **sampling)
-        return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        n_prompt = inputs["input_ids"].shape[1]
+        reply = output[0, n_prompt:]
+        usage = Usage(prompt_tokens=int(n_prompt), completion_tokens=int(reply.shape[0]))
+        return Paid(tokenizer.decode(reply, skip_special_tokens=True), usage)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .._training import autocast_dtype, resolve_device
-from .base import Backend, BlackBoxError, UnusableAnswer, check_vectors
+from .base import Backend, BlackBoxError, Paid, UnusableAnswer, Usage, check_vectors
 
 __all__ = ["DEFAULT_MODEL", "LocalBackend", "resolve_model_path"]
 
@@ -108,6 +108,14 @@ def _load_once(path: str, head: str | None, device: str):
         model = _load_encoder(path, masked_lm=head == "masked_lm")
     model.eval().to(device)
     return tokenizer, model
+
+
+@functools.lru_cache(maxsize=3)
+def _load_tokenizer(path: str):
+    """The tokenizer alone (to count tokens before anything is queried), loaded once per process."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 def _load_encoder(path: str, *, masked_lm: bool):
@@ -237,10 +245,16 @@ class LocalBackend(Backend):
     # -- querying --------------------------------------------------------
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """One forward pass over a batch; pooled last-layer states as float32."""
+        return self.query(items).answer
+
+    def query(self, items: Sequence[Hashable]) -> Paid:
+        """:meth:`encode`, with the tokens the model read (its tokenizer's count, padding left out)."""
         import torch
 
         tokenizer, model, device = self.loaded
-        inputs = self._tokenize(tokenizer, list(items)).to(device)
+        inputs = self._tokenize(tokenizer, list(items))
+        usage = Usage(prompt_tokens=int(inputs["attention_mask"].sum()))
+        inputs = inputs.to(device)
         encoder = model.base_model if self.pooling == "mask" else model
         amp = autocast_dtype(device)
         autocast = torch.autocast(device_type="cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
@@ -253,7 +267,16 @@ class LocalBackend(Backend):
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             else:
                 pooled = hidden[inputs["input_ids"] == tokenizer.mask_token_id]
-        return self._checked(pooled.float().cpu().numpy(), len(items), half_precision=amp is not None)
+        return Paid(self._checked(pooled.float().cpu().numpy(), len(items), half_precision=amp is not None), usage)
+
+    def count_tokens(self, items: Sequence[Hashable]) -> int:
+        """The tokens :meth:`query` would read for ``items`` (templates and cuts applied), by the tokenizer alone."""
+        tokenizer = _load_tokenizer(str(self.path))
+        items = list(items)
+        return sum(
+            int(self._tokenize(tokenizer, items[start : start + 256])["attention_mask"].sum())
+            for start in range(0, len(items), 256)
+        )
 
     def _checked(self, rows: np.ndarray, n_items: int, *, half_precision: bool = False) -> np.ndarray:
         """``rows`` when they are one finite vector of the hidden size per item; else a clear error.

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
 
 from ._retry import call_with_retries
-from .base import Backend, UnusableAnswer, check_vectors
+from .base import Backend, Paid, UnusableAnswer, check_vectors, read_usage
 
 __all__ = ["OpenAIClient", "OpenAIEmbeddingBackend", "split_api_model", "strip_credentials"]
 
@@ -226,13 +226,17 @@ class OpenAIEmbeddingBackend(OpenAIClient, Backend):
 
     def encode(self, items: Sequence[Hashable]) -> np.ndarray:
         """One embeddings request for a batch, retried on transient faults and unusable answers."""
+        return self.query(items).answer
+
+    def query(self, items: Sequence[Hashable]) -> Paid:
+        """:meth:`encode`, with the tokens the endpoint's ``usage`` reports for the request."""
         # Endpoints reject empty strings; a lone space stands in (the cache key keeps "").
         texts = [(item if isinstance(item, str) else self.pair_separator.join(item)) or " " for item in items]
         extra = {} if self.dimensions is None else {"dimensions": self.dimensions}
         return self._request(
             lambda client: client.embeddings.create(model=self.model, input=texts, encoding_format="float", **extra),
             "embeddings",
-            check=lambda response: self._vectors(response, len(texts)),
+            check=lambda response: Paid(self._vectors(response, len(texts)), read_usage(response)),
         )
 
     def _vectors(self, response, n_texts: int) -> np.ndarray:

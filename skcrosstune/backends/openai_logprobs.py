@@ -12,7 +12,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from .base import UnusableAnswer
+from .base import Paid, UnusableAnswer, Usage, read_usage
 from .openai import OpenAIClient, _describe, strip_credentials
 
 __all__ = ["OpenAILogProbBackend", "label_word_fingerprint"]
@@ -103,15 +103,20 @@ class OpenAILogProbBackend(OpenAIClient):
         -------
         log_probs : ndarray of shape (len(items), len(label_words)), dtype float32
         """
+        return self.query_label_words(items, label_words).answer
+
+    def query_label_words(self, items: Sequence[Hashable], label_words: Sequence[str]) -> Paid:
+        """:meth:`label_word_log_probs`, with the tokens its requests used in all (from each ``usage``)."""
         wanted = [word.strip().lower() for word in label_words]
         rows = []
+        usage = Usage()
         for item in items:
             text = item if isinstance(item, str) else self.pair_separator.join(item)
             messages = [
                 {"role": "system", "content": self.instruction or DEFAULT_INSTRUCTION},
                 {"role": "user", "content": text or " "},
             ]
-            row = self._request(
+            row, used = self._request(
                 lambda client, messages=messages: client.chat.completions.create(
                     model=self.model,
                     messages=messages,
@@ -121,10 +126,11 @@ class OpenAILogProbBackend(OpenAIClient):
                     top_logprobs=self.top_logprobs,
                 ),
                 "chat",
-                check=lambda response: self._read_first_token(response, wanted),
+                check=lambda response: Paid(self._read_first_token(response, wanted), read_usage(response)),
             )
             rows.append(row)
-        return np.asarray(rows, dtype=np.float32).reshape(len(items), len(wanted))
+            usage += used
+        return Paid(np.asarray(rows, dtype=np.float32).reshape(len(items), len(wanted)), usage)
 
     def _read_first_token(self, response, wanted: list[str]) -> list[float]:
         """The label words' log-probabilities, or :class:`UnusableAnswer`."""

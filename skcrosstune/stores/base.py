@@ -12,8 +12,11 @@ JSON-able dict of the model and every setting that changes its answers):
   and a lease; others see the claim and wait for the answer instead of paying
   for it again. A claim ends when it is released, when its lease runs out, or
   at once when its owner is a process of this machine that no longer runs.
-- ``add_counts`` / ``counts``: what was paid (``sent``) and what the store
-  answered (``hits``) for this fingerprint, by every process that used it.
+- ``add_counts`` / ``counts``: what was paid (``sent``, and the tokens
+  those requests used: ``prompt_tokens``, ``completion_tokens``) and what the
+  store answered (``hits``) for this fingerprint, by every process that used
+  it. Tokens are counted in the same call as the inputs sent, as soon as a
+  request is answered, so the totals survive processes and machines.
 
 A store kind is one module of this package holding a :class:`Store` subclass
 with its URL ``schemes``; :func:`open_store` finds it by the location's
@@ -44,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 __all__ = [
+    "COUNTERS",
     "Store",
     "StoreError",
     "default_location",
@@ -51,6 +55,10 @@ __all__ = [
     "open_store",
     "query_counts",
 ]
+
+
+#: The counters every store keeps per fingerprint, in the order ``counts()`` lists them.
+COUNTERS = ("sent", "hits", "prompt_tokens", "completion_tokens")
 
 
 class StoreError(OSError):
@@ -506,12 +514,17 @@ class Store(ABC):
         """End ``owner``'s claims on ``keys`` (others' claims are left alone)."""
 
     @abstractmethod
-    def add_counts(self, *, sent: int = 0, hits: int = 0) -> None:
-        """Add to this fingerprint's counters: inputs sent to the black box, inputs the store answered."""
+    def add_counts(self, *, sent: int = 0, hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        """Add to this fingerprint's counters (:data:`COUNTERS`), all in one atomic step.
+
+        ``sent``: inputs sent to the black box; ``hits``: inputs the store
+        answered; ``prompt_tokens`` / ``completion_tokens``: the tokens the
+        sent requests read and wrote.
+        """
 
     @abstractmethod
     def counts(self) -> dict[str, int]:
-        """The counters of this fingerprint, summed over every user of the store: ``{"sent": ..., "hits": ...}``."""
+        """The counters of this fingerprint (every name of :data:`COUNTERS`), summed over every user of the store."""
 
     @abstractmethod
     def reset_counts(self) -> None:
@@ -641,11 +654,14 @@ def query_counts(location, fingerprint) -> dict[str, int]:
     -------
     counts : dict
         ``{"sent": inputs sent to the black box, "hits": inputs the store
-        answered}``, summed over every process, thread and machine that used
-        the store since it was created (or since ``reset_counts``). Zeros when
-        there is no usable store.
+        answered, "prompt_tokens": ..., "completion_tokens": tokens the sent
+        requests read and wrote}``, summed over every process, thread and
+        machine that used the store since it was created (or since
+        ``reset_counts``). Tokens are what the black box reported (an API's
+        ``usage``, a local model's tokenizer); zero for one that reports
+        none. Zeros when there is no usable store.
     """
     if hasattr(fingerprint, "backend_"):
         fingerprint = fingerprint.backend_.fingerprint()
     store = open_store(location, fingerprint)
-    return store.counts() if store is not None else {"sent": 0, "hits": 0}
+    return store.counts() if store is not None else dict.fromkeys(COUNTERS, 0)

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .base import (
+    COUNTERS,
     MAGIC,
     Store,
     StoreError,
@@ -230,18 +231,18 @@ class RedisStore(Store):
             self._scripts["update"](keys=[f"{_PREFIX}c:{k}" for k in chunk], args=[owner, ms])
 
     # -- counters ------------------------------------------------------------
-    def add_counts(self, *, sent: int = 0, hits: int = 0) -> None:
-        """Add to this fingerprint's ``sent`` and ``hits`` counters."""
+    def add_counts(self, *, sent: int = 0, hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        """Add to this fingerprint's counters, in one transaction."""
         pipe = self._connect().pipeline(transaction=True)
-        for name, n in (("sent", sent), ("hits", hits)):
+        for name, n in zip(COUNTERS, (sent, hits, prompt_tokens, completion_tokens), strict=True):
             if n:
                 pipe.hincrby(f"{_PREFIX}n:{self.digest}", name, int(n))
         pipe.execute()
 
     def counts(self) -> dict[str, int]:
-        """``{"sent": ..., "hits": ...}`` summed over every user of the server."""
+        """The counters, summed over every user of the server."""
         found = self._connect().hgetall(f"{_PREFIX}n:{self.digest}")
-        return {name: int(found.get(name.encode(), 0)) for name in ("sent", "hits")}
+        return {name: int(found.get(name.encode(), 0)) for name in COUNTERS}
 
     def reset_counts(self) -> None:
         """Set the counters to zero."""

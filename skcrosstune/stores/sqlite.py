@@ -37,6 +37,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .base import (
+    COUNTERS,
     Store,
     StoreError,
     decode_legacy_entry,
@@ -516,9 +517,10 @@ class SQLiteStore(Store):
             self._run(update)
 
     # -- counters ------------------------------------------------------------
-    def add_counts(self, *, sent: int = 0, hits: int = 0) -> None:
-        """Add to this fingerprint's ``sent`` and ``hits`` counters."""
-        rows = [(name, int(n)) for name, n in (("sent", sent), ("hits", hits)) if n]
+    def add_counts(self, *, sent: int = 0, hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        """Add to this fingerprint's counters, in one transaction."""
+        added = (sent, hits, prompt_tokens, completion_tokens)
+        rows = [(name, int(n)) for name, n in zip(COUNTERS, added, strict=True) if n]
 
         def add(conn):
             with _transaction(conn):
@@ -532,9 +534,9 @@ class SQLiteStore(Store):
             self._run(add)
 
     def counts(self) -> dict[str, int]:
-        """``{"sent": ..., "hits": ...}`` summed over every user of this file."""
+        """The counters, summed over every user of this file."""
         found = dict(self._run(lambda conn: conn.execute("SELECT name, value FROM counters").fetchall()))
-        return {"sent": int(found.get("sent", 0)), "hits": int(found.get("hits", 0))}
+        return {name: int(found.get(name, 0)) for name in COUNTERS}
 
     def reset_counts(self) -> None:
         """Set the counters to zero."""

@@ -87,3 +87,28 @@ def _build(cls, **kwargs):
         if "merges" in kwargs:
             kwargs["merges_file"] = kwargs.pop("merges")
     return cls(**kwargs)
+
+
+def make_tiny_causal_lm(folder: Path) -> Path:
+    """A randomly initialised 2-layer GPT-2 with a small byte-level BPE tokenizer."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS + ['["a", "b"]'], vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    bpe.save_model(str(folder))
+    tokenizer = _build(GPT2TokenizerFast, vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=TINY["hidden_size"],
+        n_layer=TINY["num_hidden_layers"],
+        n_head=TINY["num_attention_heads"],
+        n_positions=2048,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

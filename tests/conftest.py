@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._tiny_models import make_tiny_masked_lm
+from ._tiny_models import make_tiny_causal_lm, make_tiny_masked_lm
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,12 @@ def tiny_bert(tmp_path_factory):
 def tiny_roberta(tmp_path_factory):
     """A randomly initialised RoBERTa masked LM with a byte-level BPE tokenizer, saved to disk."""
     return make_tiny_masked_lm("roberta", tmp_path_factory.mktemp("tiny-roberta"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A randomly initialised 2-layer GPT-2 (a chat generator) with a small byte-level BPE tokenizer."""
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ prediction would send, given what the store holds, without sending anything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import pickle
@@ -86,12 +87,7 @@ def test_a_loaded_model_starts_its_counters_at_zero(tiny_bert, tmp_path):
 
 
 def test_chat_tokens_are_counted_apart_and_priced_apart(openai_server, tmp_path):
-    def writer(body):
-        asked = re.search(r'Write (\d+) new, diverse examples of the label "(.*?)"', body["messages"][-1]["content"])
-        n, label = asked.groups()
-        return json.dumps([f"{label} example number {i} of a review" for i in range(int(n))])
-
-    openai_server.chat_reply = writer
+    openai_server.chat_reply = _writer
     augmenter = LLMAugmenter(
         "openai:test-chat",
         base_url=openai_server.url,
@@ -247,3 +243,54 @@ def test_the_estimate_refuses_what_it_cannot_tell(tiny_bert, tmp_path):
         clf.estimate_queries(TEXTS, LABELS)
     with pytest.raises(ValueError, match="label_descriptions has no entry"):
         CrossTuneClassifier(embedder, {"pos": "only one"}).estimate_queries(TEXTS, LABELS)
+
+
+def _writer(body):
+    """A well-behaved generator: as many examples as asked for, of the label asked for."""
+    asked = re.search(r'Write (\d+) new, diverse examples of the label "(.*?)"', body["messages"][-1]["content"])
+    n, label = asked.groups()
+    tag = hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=4).hexdigest()
+    return json.dumps([f"{label} review {tag} number {i}" for i in range(int(n))])
+
+
+def test_the_augmenter_estimates_its_requests_and_their_prompt_tokens(openai_server, tmp_path):
+    openai_server.chat_reply = _writer
+    augmenter = LLMAugmenter(
+        "openai:test-chat",
+        base_url=openai_server.url,
+        api_key_env=None,
+        label_descriptions=DESCRIPTIONS,
+        n_per_class=5,
+        n_per_request=2,
+        teacher=make_pipeline(CountVectorizer(), LogisticRegression()),
+        threshold=0,
+        off_task_quantile=None,
+        max_tokens=50,
+        store=str(tmp_path / "store"),
+        max_retries=0,
+        random_state=0,
+    )
+    estimate = augmenter.estimate_queries(TEXTS, LABELS, tokenizer=str.split, price_per_1k_tokens=(1.0, 2.0))
+    assert openai_server.request_count == 0 and not hasattr(augmenter, "generator_")
+    assert (estimate.n_inputs, estimate.n_to_send) == (6, 6)  # ceil(5 / 2) requests per class
+    augmenter.fit_resample(TEXTS, LABELS)
+    assert augmenter.n_requests_ == estimate.n_to_send
+    # the test server bills one prompt token per word of each message
+    assert estimate.tokens == openai_server.usage["prompt_tokens"] == augmenter.n_prompt_tokens_
+    assert estimate.cost == pytest.approx((estimate.tokens + 2 * 6 * 50) / 1000)  # replies at most max_tokens
+
+    again = augmenter.estimate_queries(TEXTS, LABELS, tokenizer=str.split)
+    assert (again.n_stored, again.n_to_send, again.tokens) == (6, 0, 0)
+    bigger = augmenter.set_params(n_per_class=7, max_requests=1).estimate_queries(TEXTS, LABELS)
+    assert (bigger.n_inputs, bigger.n_stored, bigger.n_to_send, bigger.tokens) == (8, 6, 1, None)
+    assert augmenter.set_params(max_tokens=None).estimate_queries(TEXTS, LABELS, price_per_1k_tokens=1.0).cost is None
+
+
+def test_a_local_generator_counts_prompt_tokens_as_it_reads_them(tiny_gpt2):
+    from skcrosstune.backends.chat import LocalChatGenerator
+
+    generator = LocalChatGenerator(str(tiny_gpt2), max_tokens=3, device="cpu")
+    messages = [{"role": "system", "content": "Write reviews."}, {"role": "user", "content": "the film , again"}]
+    paid = generator.respond(messages, seed=0)
+    assert paid.usage.prompt_tokens == generator.count_prompt_tokens(messages) > 0
+    assert 0 < paid.usage.completion_tokens <= 3

@@ -12,7 +12,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
-from imblearn.utils import check_target_type
+from imblearn.utils import check_sampling_strategy, check_target_type
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -24,7 +24,7 @@ from ..backends.base import Paid, Usage
 from ..backends.chat import LocalChatGenerator, OpenAIChatGenerator
 from ..backends.openai import split_api_model
 from ..backends.openai_logprobs import OpenAILogProbBackend, label_word_fingerprint
-from ..cache import check_price, cost_of
+from ..cache import QueryEstimate, check_price, cost_of
 from ..stores import open_store, query_counts
 from ._judges import (
     _seed,
@@ -439,6 +439,14 @@ class LLMAugmenter(BaseOverSampler):
 
     # ------------------------------------------------------------ resampling
     def _fit_resample(self, X, y):
+        prompter = self._prepare(X, y)
+        try:
+            return self._augment(X, y, prompter)
+        finally:
+            del self._reply_store
+
+    def _prepare(self, X, y) -> _Prompter:
+        """Everything before the first request: the counts per class, the generator, its store, the prompter."""
         pairs = X.ndim == 2
         classes = np.unique(y)
         self.sampling_strategy_ = self._requested_counts(classes)
@@ -452,19 +460,76 @@ class LLMAugmenter(BaseOverSampler):
         self.generator_ = self._make_generator()
         # resolved now, on this machine, and never kept in the fitted augmenter
         self._reply_store = open_store(self.store, self.generator_.fingerprint())
-        try:
-            return self._augment(X, y, pairs, classes, descriptions, gold)
-        finally:
-            del self._reply_store
+        return _Prompter(self, gold, y, classes, descriptions, pairs)
 
-    def _augment(self, X, y, pairs, classes, descriptions, gold):
+    def estimate_queries(self, X, y, *, tokenizer=None, price_per_1k_tokens=None) -> QueryEstimate:
+        """What ``fit_resample(X, y)`` would send in its first round of requests, before anything is paid.
+
+        Generation asks for ``ceil(count / n_per_request)`` replies per class
+        (at most ``max_requests`` in all); those the store holds are free.
+        Replies that yield too few usable examples are followed by more
+        requests (at most as many again), which only the replies can tell.
+        With ``teacher="generator"`` the judge then scores each generated
+        example once (not counted here). Nothing is sent and no counter moves.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or DataFrame of str
+            Texts, or sentence pairs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        tokenizer : callable, default=None
+            ``tokenizer(text)`` giving a text's tokens (a list or their
+            number), to count the prompt tokens of an API model's requests;
+            a local generator counts its own (with its chat template).
+        price_per_1k_tokens : float or (float, float), default=None
+            One price per 1,000 tokens, or per 1,000 prompt and completion
+            tokens. ``cost`` is then the prompt tokens' cost plus, when
+            ``max_tokens`` is set, the most the replies can cost; None when
+            the replies' length has no bound.
+
+        Returns
+        -------
+        estimate : QueryEstimate
+            Requests (``n_inputs`` ... ``n_to_send``), their prompt ``tokens``
+            and ``cost``.
+        """
+        price = check_price(price_per_1k_tokens)
+        if tokenizer is not None and not callable(tokenizer):
+            raise TypeError(f"tokenizer must be a callable giving a text's tokens, got {type(tokenizer).__name__}.")
+        check_labels(y, len(check_texts(X, estimator=type(self).__name__)))
+        planner = clone(self)
+        planner._validate_params()
+        X, y, _ = planner._check_X_y(X, y)
+        planner.sampling_strategy_ = check_sampling_strategy(planner.sampling_strategy, y, planner._sampling_type)
+        prompter = planner._prepare(X, y)
+        requests = dict(prompter.request(label, i) for label, n in planner._first_round().items() for i in range(n))
+        store = planner._reply_store
+        stored = store.get_texts(list(requests)) if store is not None else {}
+        missing = [request for key, request in requests.items() if key not in stored]
+        to_send = missing[: self.max_requests]  # what the budget lets through
+        tokens = _prompt_tokens(planner.generator_, to_send, tokenizer)
+        cost = None
+        if price is not None and tokens is not None:
+            replies = None if self.max_tokens is None else len(to_send) * self.max_tokens
+            prompt_price, completion_price = price if isinstance(price, tuple) else (price, price)
+            if replies is not None or completion_price == 0:
+                cost = cost_of(tokens, replies or 0, (prompt_price, completion_price))
+        n = len(requests)
+        return QueryEstimate(n, n, n - len(missing), len(to_send), tokens, cost)
+
+    def _first_round(self) -> dict:
+        """Class -> the requests that ask for its count once (``n_per_request`` examples each)."""
+        return {label: math.ceil(n / self.n_per_request) for label, n in self.sampling_strategy_.items() if n > 0}
+
+    def _augment(self, X, y, prompter: _Prompter):
         self.n_requests_ = 0
         self.n_cache_hits_ = 0
         self.n_prompt_tokens_ = self.n_completion_tokens_ = 0
         self.budget_exhausted_ = False
 
-        prompter = _Prompter(self, gold, y, classes, descriptions, pairs)
-        candidates, self.drop_counts_ = self._generate(prompter, gold, pairs)
+        pairs = prompter.pairs
+        candidates, self.drop_counts_ = self._generate(prompter, prompter.gold, pairs)
         self._switch(candidates, X, y, prompter)
         kept = [c for c in candidates if c["kept"]]
         self.generations_ = candidates
@@ -512,7 +577,7 @@ class LLMAugmenter(BaseOverSampler):
     def _generate(self, prompter: _Prompter, gold: list, pairs: bool) -> tuple[list, dict]:
         """Request, parse and clean examples until every class has its count (or requests run out)."""
         wanted = {label: n for label, n in self.sampling_strategy_.items() if n > 0}
-        planned = {label: math.ceil(n / self.n_per_request) for label, n in wanted.items()}
+        planned = self._first_round()
         limit = self._char_limit(gold)
         seen = {normalise(item) for item in gold}
         gold_keys = set(seen)
@@ -824,6 +889,19 @@ def _record(example, label, pairs: bool, reason: str | None) -> dict:
 # ------------------------------------------------------------------ helpers
 def _item(row, pairs: bool):
     return (row[0], row[1]) if pairs else row
+
+
+def _prompt_tokens(generator, requests: list[dict], tokenizer) -> int | None:
+    """The prompt tokens of chat requests: by ``tokenizer`` over each message's content, else the generator's count."""
+    if tokenizer is None:
+        count = getattr(generator, "count_prompt_tokens", None)
+        return None if count is None else sum(count(request["messages"]) for request in requests)
+    total = 0
+    for request in requests:
+        for message in request["messages"]:
+            counted = tokenizer(message["content"])
+            total += counted if isinstance(counted, int) else len(counted)
+    return total
 
 
 def _object_rows(rows: list, pairs: bool) -> np.ndarray:

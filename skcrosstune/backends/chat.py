@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 
 from .base import Paid, UnusableAnswer, Usage, read_usage
-from .local import _load, resolve_model_path, weights_digest
+from .local import _load, _load_tokenizer, resolve_model_path, weights_digest
 from .openai import OpenAIClient, _describe
 
 __all__ = ["ChatGenerator", "LocalChatGenerator", "OpenAIChatGenerator"]
@@ -168,6 +168,11 @@ class LocalChatGenerator(ChatGenerator):
         """Sample one reply; the same seed gives the same reply on the same device."""
         return self.respond(messages, seed=seed).answer
 
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        """The tokens :meth:`respond` reads for ``messages``, by the tokenizer alone (nothing is generated)."""
+        tokenizer = _load_tokenizer(str(self.path))
+        return len(tokenizer(_render(tokenizer, messages))["input_ids"])
+
     def respond(self, messages: list[dict], *, seed: int) -> Paid:
         """:meth:`complete`, with the tokens of the prompt and of the reply, as the tokenizer counts them."""
         import torch
@@ -176,11 +181,7 @@ class LocalChatGenerator(ChatGenerator):
 
         device = resolve_device(self.device)
         tokenizer, model = _load(str(self.path), "causal_lm", device)
-        if getattr(tokenizer, "chat_template", None):
-            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
-        inputs = tokenizer(prompt, return_tensors="pt").to(device)
+        inputs = tokenizer(_render(tokenizer, messages), return_tensors="pt").to(device)
         sampling = {"do_sample": False}
         if self.temperature > 0:
             sampling = {"do_sample": True, "temperature": self.temperature, "top_k": 0}
@@ -192,3 +193,10 @@ class LocalChatGenerator(ChatGenerator):
         reply = output[0, n_prompt:]
         usage = Usage(prompt_tokens=int(n_prompt), completion_tokens=int(reply.shape[0]))
         return Paid(tokenizer.decode(reply, skip_special_tokens=True), usage)
+
+
+def _render(tokenizer, messages: list[dict]) -> str:
+    """The prompt text of chat messages: the tokenizer's chat template, else ``role: content`` lines."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"

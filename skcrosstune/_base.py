@@ -10,18 +10,19 @@ subclass supplies the method itself: ``_fit_head`` and ``_logits``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compat import _check_feature_names
 from ._training import predict_logits
-from ._validation import TextBatch, check_labels, check_texts, count_inputs
+from ._validation import TextBatch, check_targets, check_texts, count_inputs
 from ._validation import is_numeric_input as _is_numeric
 from .cache import QueryEstimate, estimate_queries
 from .embedder import BlackBoxEmbedder
 
-__all__ = ["EmbeddingHeadClassifier"]
+__all__ = ["EmbeddingHeadClassifier", "choose_thresholds"]
 
 _X_PARAMETER = """Parameters
         ----------
@@ -34,8 +35,10 @@ _FIT_PARAMETERS = """Parameters
         X : texts, sentence pairs, or ndarray of shape (n_samples, n_features)
             Raw texts or pairs (embedded by ``embedder``), or representations
             from an earlier BlackBoxEmbedder step.
-        y : array-like of shape (n_samples,)
-            Class labels of any type."""
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type, or a label-indicator matrix (0/1, one
+            column per label; dense, sparse or a DataFrame) for multi-label
+            classification."""
 
 
 def _with_x_parameter(method):
@@ -166,7 +169,7 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_plans(self, X, y) -> list:
         """The look-ups ``fit(X, y)`` makes, checked as ``fit`` checks its input (nothing is queried)."""
-        classes, _ = check_labels(y, count_inputs(X))
+        classes, _, _ = check_targets(y, count_inputs(X))
         plans, inputs, input_kind = [], None, "numeric"
         if not _is_numeric(X):
             batch = check_texts(X)
@@ -190,6 +193,10 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         """
         return []
 
+    def _is_multilabel(self) -> bool:
+        """Whether the classifier was fitted on a label-indicator matrix (it then has per-label thresholds)."""
+        return getattr(self, "thresholds_", None) is not None
+
     @_with_x_parameter
     def decision_function(self, X):
         """Class scores (logits) of each input.
@@ -201,8 +208,11 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             Class logits, whose softmax is ``predict_proba``; for two classes,
             the logit difference of ``classes_[1]`` over ``classes_[0]``.
+            Multi-label: each label's logit, whose sigmoid is its probability.
         """
         logits = self._logits(self._representations(X))
+        if self._is_multilabel():
+            return logits
         return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
 
     @_with_x_parameter
@@ -214,26 +224,72 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Columns in the order of ``classes_``.
+            Columns in the order of ``classes_``. Multi-label: each label's
+            own probability (a row need not sum to one).
         """
-        return softmax(self._logits(self._representations(X)))
+        logits = self._logits(self._representations(X))
+        return expit(logits) if self._is_multilabel() else softmax(logits)
 
     @_with_x_parameter
     def predict(self, X):
-        """The most likely class of each input.
+        """The most likely class of each input (multi-label: the labels that clear their threshold).
 
         {X}
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``; multi-label: a 0/1 indicator matrix,
+            a label on where its probability reaches ``thresholds_``.
         """
         scores = self._logits(self._representations(X))
+        if self._is_multilabel():
+            return (expit(scores) >= self.thresholds_).astype(np.int64)
         return self.classes_[np.argmax(scores, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
         tags.input_tags.two_d_array = True
+        tags.classifier_tags.multi_label = True
         return tags
+
+
+def choose_thresholds(Y: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Each label's probability threshold with the best F1 on held-out predictions.
+
+    For each label, the held-out probabilities are sorted and every cut
+    between two distinct values is tried; the threshold is the midpoint of
+    the best cut (the highest such cut when several tie: the fewest labels
+    switched on). A label without held-out positives keeps 0.5.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_samples, n_labels)
+        The 0/1 labels of the held-out rows.
+    proba : ndarray of shape (n_samples, n_labels)
+        Their out-of-fold probabilities.
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_labels,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> choose_thresholds(np.array([[1], [1], [0], [0]]), np.array([[0.9], [0.4], [0.3], [0.1]]))
+    array([0.35])
+    """
+    Y, proba = np.asarray(Y) > 0, np.asarray(proba, dtype=np.float64)
+    thresholds = np.full(Y.shape[1], 0.5)
+    for c in range(Y.shape[1]):
+        order = np.argsort(-proba[:, c], kind="stable")
+        p, y = proba[order, c], Y[order, c]
+        if not y.any():
+            continue
+        tp = np.cumsum(y)
+        f1 = 2 * tp / (np.arange(1, len(y) + 1) + y.sum())
+        cut = np.append(p[:-1] > p[1:], True)  # a threshold can fall after row i only between distinct values
+        best = int(np.flatnonzero(cut)[np.argmax(f1[cut])])
+        thresholds[c] = (p[best] + p[best + 1]) / 2 if best + 1 < len(p) else p[best] / 2
+    return thresholds

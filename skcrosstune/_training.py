@@ -119,6 +119,26 @@ def _stratified_folds(y, n_splits: int, seed: int):
     return list(folds.split(np.zeros(len(y)), y))
 
 
+def _multilabel_folds(Y, n_splits: int, seed: int):
+    """``(train, validation)`` index pairs for a label-indicator matrix, each label spread over the folds.
+
+    Each row is stratified by its rarest label (a row without labels by "none"),
+    so every fold holds some of each label's rows; as many folds as the
+    rarest label's rows allow. None when fewer than two folds are possible.
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    Y = np.asarray(Y) > 0
+    counts = Y.sum(axis=0)
+    rarest = np.where(Y.any(axis=1), np.argmin(np.where(Y, counts, np.inf), axis=1), -1)
+    n_splits = min(n_splits, int(counts.min()), int(np.bincount(rarest + 1)[np.unique(rarest + 1)].min()))
+    if n_splits < 2:
+        return None
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(Y)), rarest))
+
+
 def train_classifier(
     make_module,
     X,
@@ -136,6 +156,7 @@ def train_classifier(
     epochs_without_cv: int | None = None,
     paired: bool = False,
     out_of_fold: dict | None = None,
+    multilabel: bool = False,
     verbose: bool = False,
 ):
     """Train a classification head with cross-entropy; the shared loop of every method.
@@ -203,6 +224,11 @@ def train_classifier(
         pairs, and ``"summaries"``, each fold's summary after the chosen
         number of epochs (after its last one when it stopped sooner): of the
         held-out predictions of the model as chosen. Left so otherwise.
+    multilabel : bool
+        ``y`` is a label-indicator matrix (n_samples, n_labels): each logit
+        is a label's own yes/no, trained with binary cross-entropy (an
+        example's held-out loss sums it over the labels), and the folds are
+        stratified by each row's rarest label.
     verbose : bool
         Show a progress bar over epochs.
 
@@ -218,7 +244,8 @@ def train_classifier(
     from tqdm.auto import tqdm
 
     X_all = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    y_all = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    y_all = torch.as_tensor(np.asarray(y, dtype=np.float32 if multilabel else np.int64))
+    criterion = _binary_cross_entropy if multilabel else torch.nn.functional.cross_entropy
 
     def build(train_idx):
         with torch.random.fork_rng(devices=[]):
@@ -243,7 +270,7 @@ def train_classifier(
             Xv, yv = X_all[valid_idx].to(device), y_all[valid_idx].to(device)
             if out_of_fold is not None:
                 summarize = out_of_fold["summarizer"](train_idx, valid_idx)
-            losses.append(_losses(module, Xv, yv, summaries, summarize))
+            losses.append(_losses(module, Xv, yv, summaries, summarize, multilabel))
             means = [losses[0].mean()]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)  # dropout
@@ -255,11 +282,11 @@ def train_classifier(
                 for start in range(0, len(order), size):
                     optimizer.zero_grad()
                     batch = slice(start, start + size)
-                    loss = torch.nn.functional.cross_entropy(module(X_epoch[batch]), y_epoch[batch])
+                    loss = criterion(module(X_epoch[batch]), y_epoch[batch])
                     loss.backward()
                     optimizer.step()
                 if valid_idx is not None:
-                    losses.append(_losses(module, Xv, yv, summaries, summarize))
+                    losses.append(_losses(module, Xv, yv, summaries, summarize, multilabel))
                     means.append(losses[-1].mean())
                     if _patience_runs_out(len(means) - 1 - int(np.argmin(means)), steps, n_iter_no_change):
                         break
@@ -267,13 +294,26 @@ def train_classifier(
 
     everything = np.arange(len(y_all))
     with _small_work_threads(device):
-        return _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired, out_of_fold)
+        folds = None
+        if max_epochs > 0 and cv >= 2:
+            folds = _multilabel_folds(y, cv, seed) if multilabel else _stratified_folds(y, cv, seed)
+        return _select_and_train(
+            run, everything, folds, cv, max_epochs, epochs_without_cv, paired, out_of_fold, multilabel
+        )
 
 
-def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_cv, paired, out_of_fold=None):
+def _binary_cross_entropy(logits, Y):
+    """Each label's yes/no loss, averaged over labels and examples."""
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, Y)
+
+
+def _select_and_train(
+    run, everything, folds, cv, max_epochs, epochs_without_cv, paired, out_of_fold=None, multilabel=False
+):
     import numpy as np
 
-    folds = _stratified_folds(y, cv, seed) if max_epochs > 0 and cv >= 2 else None
     n_epochs = max_epochs
     if cv >= 2 and folds is None and epochs_without_cv is not None:
         n_epochs = min(epochs_without_cv, max_epochs)  # too few examples to validate anything
@@ -283,7 +323,13 @@ def _select_and_train(run, everything, y, cv, seed, max_epochs, epochs_without_c
         longest = max(len(c) for c in curves)
         # a fold that stopped early keeps its last (worsening) losses; every example is validated once
         padded = [np.array(c + [c[-1]] * (longest - len(c))) for c in curves]
-        n_epochs = _simplest_within_one_standard_error(np.concatenate(padded, axis=1), paired=paired)
+        losses = np.concatenate(padded, axis=1)
+        # multi-label: the lowest mean loss (its per-label sums move slowly over many epochs, and one standard
+        # error of them stops the labels before their ranking has formed)
+        if multilabel:
+            n_epochs = int(np.argmin(losses.mean(1)))
+        else:
+            n_epochs = _simplest_within_one_standard_error(losses, paired=paired)
         if out_of_fold is not None:
             out_of_fold["folds"] = folds
             out_of_fold["summaries"] = [kept[min(n_epochs, len(kept) - 1)] for _, kept in held_out]
@@ -372,8 +418,11 @@ class _small_work_threads:
         return False
 
 
-def _losses(module, X, y, summaries=None, summarize=None):
-    """The cross-entropy of each example, as a numpy array; ``summarize(logits)`` is appended to ``summaries``."""
+def _losses(module, X, y, summaries=None, summarize=None, multilabel=False):
+    """The cross-entropy of each example, as a numpy array; ``summarize(logits)`` is appended to ``summaries``.
+
+    ``multilabel``: the binary cross-entropy of each label, summed over an example's labels.
+    """
     import torch
 
     module.eval()
@@ -381,8 +430,12 @@ def _losses(module, X, y, summaries=None, summarize=None):
         scores = module(X)
         if summarize is not None:
             summaries.append(summarize(scores.cpu().numpy()))
+        if multilabel:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, y, reduction="none").sum(1)
+        else:
+            loss = torch.nn.functional.cross_entropy(scores, y, reduction="none")
         # copied out of torch: keeping the tensor held about 1 MiB per epoch alive (measured at n=6,920)
-        return torch.nn.functional.cross_entropy(scores, y, reduction="none").cpu().numpy().copy()
+        return loss.cpu().numpy().copy()
 
 
 def predict_logits(module, X):

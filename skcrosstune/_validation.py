@@ -28,6 +28,7 @@ __all__ = [
     "check_label_descriptions",
     "check_label_word_groups",
     "check_labels",
+    "check_targets",
     "check_texts",
     "count_inputs",
     "is_numeric_input",
@@ -256,6 +257,11 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
     if y is None:
         raise ValueError(f"This classifier requires y to be passed, but the target {name} is None.")
     _refuse_unordered(y, name, "labels")
+    if is_multilabel_target(y):
+        raise ValueError(
+            f"{name} is a label-indicator matrix (several labels per input, shape {np.shape(y)}); this estimator "
+            "takes one label per input: give 1-d labels, or use CrossTuneClassifier or DecTClassifier for tags."
+        )
     if hasattr(y, "to_numpy"):
         values = y.to_numpy(dtype=object)
     else:
@@ -278,6 +284,71 @@ def check_labels(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray
         if isinstance(label, str):
             check_text(label, f"the label {label!r:.40}", name)
     return classes, y_index
+
+
+def is_multilabel_target(y: Any) -> bool:
+    """Whether ``y`` is 2-d with several columns: a label-indicator matrix (one column per label)."""
+    if hasattr(y, "columns") and hasattr(y, "iloc"):
+        return len(y.columns) > 1
+    if hasattr(y, "toarray") and hasattr(y, "shape"):  # a scipy sparse matrix
+        return len(y.shape) == 2 and y.shape[1] > 1
+    if isinstance(y, (str, bytes, AbstractSet, Mapping, Iterator)):
+        return False
+    try:
+        shape = np.shape(y)
+    except ValueError:  # ragged nesting: not a matrix
+        return False
+    return len(shape) == 2 and shape[1] > 1
+
+
+def check_targets(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarray, np.ndarray, bool]:
+    """Class labels (1-d) or a label-indicator matrix (2-d); return ``(classes, target, multilabel)``.
+
+    For 1-d labels, as :func:`check_labels`: ``target`` holds class indices.
+    For a label-indicator matrix (as ``MultiLabelBinarizer`` gives, dense,
+    sparse or a DataFrame of 0/1 columns): ``target`` is the float32 matrix,
+    and ``classes`` the column indices ``0 .. n_labels - 1`` (scikit-learn's
+    convention), or a DataFrame's column names. A row may have no label;
+    every label must be on in some row and off in another, or nothing can be
+    learned about it.
+    """
+    if not is_multilabel_target(y):
+        classes, y_index = check_labels(y, n_samples, name=name)
+        return classes, y_index, False
+    if hasattr(y, "columns") and hasattr(y, "iloc"):
+        classes = np.asarray(list(y.columns), dtype=object)
+        _check_one_label_type(classes, f"the columns of {name}")
+        values = y.to_numpy()
+    else:
+        values = y.toarray() if hasattr(y, "toarray") else np.asarray(y)
+        classes = np.arange(values.shape[1])
+    if len(values) != n_samples:
+        raise ValueError(f"{name} has {len(values)} rows of labels for {n_samples} inputs; they must match one to one.")
+    if values.dtype == object or values.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} is a label-indicator matrix, which holds 0 and 1 only; it holds values of type {values.dtype}."
+        )
+    bad = np.argwhere(~np.isin(values, (0, 1)))
+    if len(bad):
+        row, column = (int(v) for v in bad[0])
+        raise ValueError(
+            f"{name} is a label-indicator matrix, which holds 0 and 1 only; {name}[{row}, {column}] is "
+            f"{values[row, column]!r} ({len(bad)} such values). Give 1-d labels for one class per input, or "
+            "binarize tags with sklearn.preprocessing.MultiLabelBinarizer."
+        )
+    on = values.sum(axis=0)
+    never = [_label_key(c) for c, n in zip(classes, on, strict=True) if n == 0]
+    always = [_label_key(c) for c, n in zip(classes, on, strict=True) if n == n_samples]
+    if never or always:
+        what = f"never on: {_preview(never)}" if never else f"on in every row: {_preview(always)}"
+        raise ValueError(
+            f"{name} has labels {what}; each label needs rows with it and rows without it to be learned. "
+            "Drop those columns, or give more examples."
+        )
+    for label in classes:
+        if isinstance(label, str):
+            check_text(label, f"the label {label!r:.40}", name)
+    return classes, values.astype(np.float32), True
 
 
 def _check_one_label_type(values, name: str) -> None:

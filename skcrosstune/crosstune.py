@@ -57,10 +57,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _with_x_parameter
-from ._compat import HasMethods, Interval, _fit_context
+from ._base import EmbeddingHeadClassifier, _with_x_parameter, choose_thresholds
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import (
     DeviceOptions,
     _simplest_within_one_standard_error,
@@ -69,7 +70,7 @@ from ._training import (
     torch_seed,
     train_classifier,
 )
-from ._validation import check_label_descriptions, check_labels, count_inputs
+from ._validation import check_label_descriptions, check_targets, count_inputs
 
 __all__ = ["CrossTuneClassifier"]
 
@@ -100,13 +101,15 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         builds one from each label name (``"not_entailment"`` reads
         ``"not entailment"``).
 
-    description_weight : float, default=8.0
+    description_weight : float or "auto", default="auto"
         How many training examples a class's descriptions count for in its
         label-enhanced keys: each key is the description's embedding averaged
         with the class's training representations, the description weighted
         ``description_weight`` and each example 1 (then rescaled to unit
         length). Small values trust the examples sooner; ``math.inf`` keeps
-        the bare descriptions. Ignored when ``max_epochs=0``, which gives the
+        the bare descriptions. ``"auto"``: 8, and 32 for multi-label targets,
+        where a label's rows also carry other labels, so their mean speaks
+        less for the label alone. Ignored when ``max_epochs=0``, which gives the
         pure zero-shot classifier, and when the inputs cannot be compared
         with the descriptions.
 
@@ -138,12 +141,16 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         Mini-batch size (a few-shot training set of up to 256 texts trains in
         full batches).
 
-    cv : int, default=2
+    cv : int or "auto", default="auto"
         Folds of the internal cross-validation that chooses the number of
         epochs (the fewest whose mean held-out loss is within one standard
         error of the best, the error taken over the held-out examples' paired
         differences from the best epoch), after which the model is retrained
-        on all the data. When a class has a single example nothing can be
+        on all the data. Multi-label: the epoch of the lowest mean held-out
+        loss, and each label's decision threshold, the one with the best F1
+        on the folds' held-out predictions (``thresholds_``). ``"auto"``: 2
+        folds, and 4 for multi-label targets, whose thresholds need fold
+        models close to the one trained on all the data. When a class has a single example nothing can be
         validated, and the label-enhanced prior is kept as it is; without a
         prior (features from another black box, or pair features without
         ``u`` and ``v``) ``max_epochs`` are trained. 0 or 1 trains
@@ -255,7 +262,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
     _parameter_constraints: dict = {
         "embedder": [HasMethods(["fit", "transform"]), None],
         "label_descriptions": [dict, None],
-        "description_weight": [Interval(Real, 0, None, closed="both")],
+        "description_weight": [Interval(Real, 0, None, closed="both"), StrOptions({"auto"})],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "rank": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
@@ -264,7 +271,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "cv": [Interval(Integral, 0, None, closed="left")],
+        "cv": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_subcentroids": [Interval(Integral, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [DeviceOptions()],
@@ -277,7 +284,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         embedder=None,
         label_descriptions=None,
         *,
-        description_weight=8.0,
+        description_weight="auto",
         n_heads=4,
         rank=8,
         temperature=0.05,
@@ -286,7 +293,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         learning_rate=5e-3,
         weight_decay=1.0,
         batch_size=256,
-        cv=2,
+        cv="auto",
         n_subcentroids=2,
         n_iter_no_change=10,
         device="auto",
@@ -329,7 +336,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             The fitted classifier.
         """
         # everything is checked before the first paid query
-        self.classes_, y_index = check_labels(y, count_inputs(X))
+        self.classes_, y_index, multilabel = check_targets(y, count_inputs(X))
         self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
         H = self._fit_representations(X)
 
@@ -343,22 +350,32 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         owner = np.repeat(np.arange(len(self.classes_)), [len(t) for t in self.descriptions_])
 
         # the examples enhance the keys only when they are learned from and can be compared with the descriptions
-        kappa = self.description_weight if self.max_epochs > 0 and has_prior else math.inf
+        kappa = _auto(self.description_weight, 8.0, 32.0, multilabel) if self.max_epochs > 0 and has_prior else math.inf
 
         def make_network(X_train, y_train):
-            means = _class_means(X_train, y_train, len(self.classes_))
-            counts = torch.bincount(y_train, minlength=len(self.classes_))
+            if multilabel:  # a label's mean over the rows that carry it
+                counts = y_train.sum(0)
+                means = (y_train.T @ X_train) / counts[:, None]
+            else:
+                means = _class_means(X_train, y_train, len(self.classes_))
+                counts = torch.bincount(y_train, minlength=len(self.classes_))
             in_description_space = means if prior is None else means @ torch.as_tensor(prior)
             keys = _enhanced_keys(E, owner, in_description_space, counts, kappa)
-            return _CrossAttentionNetwork(
+            network = _CrossAttentionNetwork(
                 prior, keys, owner, means, has_prior, self.n_heads, self.rank, self.temperature, self.dropout
             )
+            if multilabel:
+                _center_label_biases(network, X_train, y_train)
+            return network
 
         seed = torch_seed(self.random_state)
         rows, targets = torch.as_tensor(H), torch.as_tensor(y_index)  # in float64 a fold at a time
-        held_out = {
-            "summarizer": lambda train_idx, valid_idx: self._subcentroid_hits(rows, targets, train_idx, valid_idx)
-        }
+        if multilabel:  # the held-out logits themselves, to choose each label's threshold on
+            held_out = {"summarizer": lambda train_idx, valid_idx: np.copy}
+        else:
+            held_out = {
+                "summarizer": lambda train_idx, valid_idx: self._subcentroid_hits(rows, targets, train_idx, valid_idx)
+            }
         network, self.n_epochs_ = train_classifier(
             make_network,
             H,
@@ -367,19 +384,21 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             batch_size=self.batch_size,
-            cv=self.cv,
+            cv=_auto(self.cv, 2, 4, multilabel),
             n_iter_no_change=self.n_iter_no_change,
             device=resolve_device(self.device),
             seed=seed,
             no_decay=("log_scale", "bias"),
             epochs_without_cv=0 if has_prior else None,
             paired=True,
-            out_of_fold=held_out if self.n_subcentroids > 0 else None,
+            out_of_fold=held_out if self.n_subcentroids > 0 or multilabel else None,
+            multilabel=multilabel,
             verbose=self.verbose,
         )
         self.module_ = network.folded()
         self.subcentroid_weight_, self.subcentroid_cv_scores_ = 0.0, None
-        if "summaries" in held_out:
+        self.thresholds_ = _thresholds(y_index, held_out) if multilabel else None
+        if "summaries" in held_out and not multilabel:
             self._add_subcentroids(rows, targets, held_out["summaries"])
         return self
 
@@ -572,6 +591,42 @@ class _FoldedCrossAttention(nn.Module):
             return logits
         scores = _subcentroid_scores(h, self.centres, self.centre_mask, self.subcentroid_temperature)
         return logits + self.subcentroid_weight * scores
+
+
+def _auto(value, single, multilabel_value, multilabel: bool):
+    """A parameter's value, ``"auto"`` resolved for single-label or multi-label targets."""
+    if isinstance(value, str) and value == "auto":
+        return multilabel_value if multilabel else single
+    return value
+
+
+def _center_label_biases(network, X, Y) -> None:
+    """Set each label's bias so that its mean logit over the training rows is the log-odds of its frequency.
+
+    The descriptions' similarities say which inputs suit a label more than
+    others, not where yes turns into no: this puts the untrained network's
+    sigmoid at the label's base rate, so a label starts neither always on
+    nor always off.
+    """
+    with torch.no_grad():
+        network.eval()
+        rate = Y.mean(0).clamp(1e-3, 1 - 1e-3)
+        network.bias += torch.logit(rate) - network(X).mean(0)
+        network.train()
+
+
+def _thresholds(Y, held_out: dict) -> np.ndarray:
+    """Each label's threshold, chosen on the out-of-fold predictions of the internal cross-validation.
+
+    0.5 for every label when no folds were possible (too few examples of a
+    label, or ``cv`` below 2).
+    """
+    if "summaries" not in held_out:
+        return np.full(Y.shape[1], 0.5)
+    proba = np.zeros(Y.shape, dtype=np.float64)
+    for (_, valid_idx), logits in zip(held_out["folds"], held_out["summaries"], strict=True):
+        proba[valid_idx] = expit(logits)
+    return choose_thresholds(Y, proba)
 
 
 def _class_means(X, y, n_classes: int):

@@ -3,13 +3,15 @@
 A data home holds one folder per task::
 
     <task>/meta.json                 name, kind ("single" or "pair"), labels, source, license
+    <task>/labels.json               the same, for a multi-label task (kind "multi")
     <task>/test.jsonl                the full evaluation set
     <task>/16-<seed>/train.jsonl     16 examples per class, seeds 13, 21, 42, 87, 100
     <task>/16-<seed>/dev.jsonl       another 16 per class, for model selection
     <task>/full_train.jsonl          the whole training set, where available
 
 Each line is ``{"text": ..., "label": ...}`` or, for sentence pairs,
-``{"text": ..., "text_pair": ..., "label": ...}``.
+``{"text": ..., "text_pair": ..., "label": ...}``; for a multi-label task,
+``{"text": ..., "labels": [...]}`` (any number of label names, none included).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _data_home(data_home, task: str | None = None) -> Path:
         home = BUNDLED_HOME
     if not home.is_dir():
         raise FileNotFoundError(f"The few-shot data home {str(home)!r} does not exist.")
-    if task is not None and not (home / task / "meta.json").exists():
+    if task is not None and _meta_path(home / task) is None:
         where = "bundled with skcrosstune" if home == BUNDLED_HOME else f"in {str(home)!r}"
         raise ValueError(
             f"Unknown task {task!r}: the tasks {where} are {list_tasks(home)}. Point "
@@ -47,14 +49,24 @@ def _data_home(data_home, task: str | None = None) -> Path:
     return home
 
 
+def _meta_path(folder: Path) -> Path | None:
+    """A task folder's metadata: ``meta.json``, or ``labels.json`` for a multi-label task; None if neither."""
+    for name in ("meta.json", "labels.json"):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
 def list_tasks(data_home=None) -> list[str]:
-    """Names of the tasks found in a data home (see :func:`load_fewshot`)."""
+    """Names of the tasks found in a data home (see :func:`load_fewshot`), single- and multi-label."""
     home = _data_home(data_home)
-    return sorted(p.name for p in home.iterdir() if (p / "meta.json").exists())
+    return sorted(p.name for p in home.iterdir() if p.is_dir() and _meta_path(p) is not None)
 
 
-def _read_jsonl(path: Path, pair: bool):
-    texts, labels = [], []
+def _read_jsonl(path: Path, pair: bool, labels: list | None = None):
+    """Texts and labels of a split; with ``labels`` (a multi-label task), a 0/1 matrix with a column per label."""
+    texts, targets = [], []
+    column = None if labels is None else {label: i for i, label in enumerate(labels)}
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -62,10 +74,18 @@ def _read_jsonl(path: Path, pair: bool):
             row = json.loads(line)
             try:
                 texts.append((row["text"], row["text_pair"]) if pair else row["text"])
-                labels.append(row["label"])
+                targets.append(row["label"] if column is None else row["labels"])
             except KeyError as exc:
                 raise ValueError(f"{path}:{number} lacks the field {exc.args[0]!r}.") from None
-    return texts, np.asarray(labels, dtype=object)
+            if column is not None and not set(targets[-1]) <= set(column):
+                unknown = sorted(set(targets[-1]) - set(column))
+                raise ValueError(f"{path}:{number} names labels {unknown} that the task does not list.")
+    if column is None:
+        return texts, np.asarray(targets, dtype=object)
+    Y = np.zeros((len(targets), len(column)), dtype=np.int64)
+    for i, names in enumerate(targets):
+        Y[i, [column[name] for name in names]] = 1
+    return texts, Y
 
 
 def _subsample(X, y, shots: int, rng: np.random.Generator, labels):
@@ -104,9 +124,11 @@ def load_fewshot(task: str, shots: int = 16, seed: int = 13, *, data_home=None) 
     data : Bunch
         ``X_train, y_train, X_dev, y_dev, X_test, y_test`` (texts as lists of
         str, or of ``(text, text_pair)`` tuples for pair tasks; labels as
-        object arrays of readable names), ``labels`` (the class names in
-        canonical order), ``kind`` (``"single"`` or ``"pair"``), ``task``,
-        ``shots``, ``seed`` and ``meta`` (the task's meta.json).
+        object arrays of readable names, or for a multi-label task 0/1
+        matrices with one column per label), ``labels`` (the class names in
+        canonical order: the columns of a multi-label task), ``kind``
+        (``"single"``, ``"pair"`` or ``"multi"``), ``task``, ``shots``,
+        ``seed`` and ``meta`` (the task's metadata).
 
     Examples
     --------
@@ -122,12 +144,18 @@ def load_fewshot(task: str, shots: int = 16, seed: int = 13, *, data_home=None) 
     if seed not in FEWSHOT_SEEDS:
         raise ValueError(f"seed must be one of the published split seeds {FEWSHOT_SEEDS}, got {seed!r}.")
     folder = _data_home(data_home, task) / task
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads(_meta_path(folder).read_text(encoding="utf-8"))
     pair = meta.get("kind") == "pair"
+    columns = list(meta["labels"]) if meta.get("kind") == "multi" else None
+    if columns is not None and shots != 16:
+        raise ValueError(
+            f"{task!r} is a multi-label task, published at 16 shots per label only (a row counts for each of its "
+            f"labels, so fewer shots cannot be drawn per class); got shots={shots}."
+        )
     split = folder / f"16-{seed}"
-    X_train, y_train = _read_jsonl(split / "train.jsonl", pair)
-    X_dev, y_dev = _read_jsonl(split / "dev.jsonl", pair)
-    X_test, y_test = _read_jsonl(folder / "test.jsonl", pair)
+    X_train, y_train = _read_jsonl(split / "train.jsonl", pair, columns)
+    X_dev, y_dev = _read_jsonl(split / "dev.jsonl", pair, columns)
+    X_test, y_test = _read_jsonl(folder / "test.jsonl", pair, columns)
     if shots < 16:
         rng = np.random.default_rng(seed)
         X_train, y_train = _subsample(X_train, y_train, shots, rng, meta["labels"])
@@ -160,5 +188,6 @@ def load_full_train(task: str, *, data_home=None):
     path = folder / "full_train.jsonl"
     if not path.exists():
         raise ValueError(f"The task {task!r} has no full training set in {str(folder)!r}.")
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    return _read_jsonl(path, meta.get("kind") == "pair")
+    meta = json.loads(_meta_path(folder).read_text(encoding="utf-8"))
+    columns = list(meta["labels"]) if meta.get("kind") == "multi" else None
+    return _read_jsonl(path, meta.get("kind") == "pair", columns)

@@ -538,8 +538,11 @@ def resolve_data_home(data_home: str | None) -> Path | None:
 
 
 def select_tasks(tokens: list[str], data_home: Path | None) -> list[str]:
-    """Tasks named by ``tokens`` (or ``all`` found in the data home), in the benchmark's order."""
-    available = list_tasks(data_home)
+    """Tasks named by ``tokens`` (or ``all`` found in the data home), in the benchmark's order.
+
+    Single-label tasks only: multi-label ones (goemotions) are scored by ``benchmarks.multilabel``.
+    """
+    available = list_tasks(data_home, kind=("single", "pair"))
     chosen = available if tokens == ["all"] else tokens
     unknown = sorted(set(chosen) - set(available))
     if unknown:

@@ -24,6 +24,8 @@ from .embedder import BlackBoxEmbedder
 
 __all__ = ["EmbeddingHeadClassifier", "choose_thresholds"]
 
+_TINY = np.finfo(np.float64).tiny
+
 _X_PARAMETER = """Parameters
         ----------
         X : texts, sentence pairs, or numeric representations
@@ -228,7 +230,10 @@ class EmbeddingHeadClassifier(ClassifierMixin, BaseEstimator):
             own probability (a row need not sum to one).
         """
         logits = self._logits(self._representations(X))
-        return expit(logits) if self._is_multilabel() else softmax(logits)
+        if not self._is_multilabel():
+            return softmax(logits)
+        # a saturated sigmoid reads 0 or 1 exactly in float64, which no label's probability should be
+        return np.clip(expit(logits), _TINY, 1.0 - np.finfo(np.float64).epsneg)
 
     @_with_x_parameter
     def predict(self, X):

@@ -295,8 +295,8 @@ def is_multilabel_target(y: Any) -> bool:
     if isinstance(y, (str, bytes, AbstractSet, Mapping, Iterator)):
         return False
     try:
-        shape = np.shape(y)
-    except ValueError:  # ragged nesting: not a matrix
+        shape = np.asarray(y).shape
+    except (ValueError, TypeError):  # ragged nesting: not a matrix
         return False
     return len(shape) == 2 and shape[1] > 1
 
@@ -333,7 +333,7 @@ def check_targets(y: Any, n_samples: int, *, name: str = "y") -> tuple[np.ndarra
         row, column = (int(v) for v in bad[0])
         raise ValueError(
             f"{name} is a label-indicator matrix, which holds 0 and 1 only; {name}[{row}, {column}] is "
-            f"{values[row, column]!r} ({len(bad)} such values). Give 1-d labels for one class per input, or "
+            f"{values[row, column].item()!r} ({len(bad)} such values). Give 1-d labels for one class per input, or "
             "binarize tags with sklearn.preprocessing.MultiLabelBinarizer."
         )
     on = values.sum(axis=0)

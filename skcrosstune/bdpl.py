@@ -718,6 +718,7 @@ class BlackBoxPromptClassifier(ProcessCountersMixin, EmbeddingHeadClassifier):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
+        tags.classifier_tags.multi_label = False  # one label per text: the prompt search scores classes
         return tags
 
 

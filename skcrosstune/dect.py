@@ -65,12 +65,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
-from ._base import EmbeddingHeadClassifier, _with_x_parameter
+from ._base import EmbeddingHeadClassifier, _with_x_parameter, choose_thresholds
 from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._training import (
     DeviceOptions,
+    _multilabel_folds,
     _simplest_within_one_standard_error,
     _stratified_folds,
     predict_logits,
@@ -79,7 +81,7 @@ from ._training import (
     torch_seed,
     train_classifier,
 )
-from ._validation import _label_key, check_label_descriptions, check_labels, count_inputs
+from ._validation import _label_key, check_label_descriptions, check_targets, count_inputs
 from .embedder import _max_per_group
 
 __all__ = ["DecTClassifier", "calibrate"]
@@ -384,7 +386,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
         if self.label_words is not None and self.label_descriptions is not None:
             raise ValueError("Give label_words (masked LM) or label_descriptions (embeddings), not both.")
         # everything is checked before the first paid query
-        self.classes_, y_index = check_labels(y, count_inputs(X))
+        self.classes_, y_index, multilabel = check_targets(y, count_inputs(X))
+        self.thresholds_ = None
         if self.label_words is not None:
             label_texts = check_label_descriptions(self.label_words, self.classes_, name="label_words")
         else:
@@ -406,8 +409,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
             self._prepare_zero_shot(H, label_texts)
         scores = self._zero_shot_scores(H, word_scores)
         if self.calibration_ == "train_mean":
-            self.reference_scores_ = _log_softmax(scores).mean(axis=0)
-        features = np.hstack([H, self._calibrated(scores, len(H))])
+            self.reference_scores_ = (scores if multilabel else _log_softmax(scores)).mean(axis=0)
+        features = np.hstack([H, self._calibrated(scores, len(H), multilabel)])
 
         seed = torch_seed(self.random_state)
         self.zero_shot_cv_scores_ = None
@@ -417,12 +420,38 @@ class DecTClassifier(EmbeddingHeadClassifier):
             features, y_index, [self.zero_shot_weight_], self.cv, self.max_epochs, seed
         )
         self.module_ = decoder.double()  # predictions in float64: the same for a row alone or in any batch
+        if multilabel:
+            self.thresholds_ = self._choose_thresholds(features, y_index, seed)
         return self
 
+    def _choose_thresholds(self, features, Y, seed) -> np.ndarray:
+        """Each label's threshold: the best F1 on out-of-fold predictions of decoders trained as the final one.
+
+        ``zero_shot_cv`` folds, stratified by each row's rarest label (at
+        least 4, for fold models close to the final one); 0.5 for every label
+        when a label has too few rows to fold.
+        """
+        folds = _multilabel_folds(Y, max(self.zero_shot_cv, 4), seed)
+        if folds is None:
+            return np.full(Y.shape[1], 0.5)
+        proba = np.zeros(Y.shape)
+        for train_idx, valid_idx in folds:
+            decoder, _ = self._train(
+                features[train_idx], Y[train_idx], [self.zero_shot_weight_], 0, self.n_epochs_, seed
+            )
+            proba[valid_idx] = expit(predict_logits(decoder.double(), features[valid_idx]))
+        return choose_thresholds(Y, proba)
+
     def _train(self, features, y_index, zero_shot_weights, cv, max_epochs, seed):
-        """The trained decoder (on the CPU), one head per zero-shot weight, and its number of epochs."""
+        """The trained decoder (on the CPU), one head per zero-shot weight, and its number of epochs.
+
+        ``y_index``: class indices, or a label-indicator matrix (multi-label).
+        """
         width = features.shape[1] - len(self.classes_)
-        targets = y_index if len(zero_shot_weights) == 1 else np.repeat(y_index[:, None], len(zero_shot_weights), 1)
+        multilabel = y_index.ndim == 2
+        targets = y_index
+        if len(zero_shot_weights) > 1:
+            targets = np.repeat(y_index[..., None], len(zero_shot_weights), -1)
         return train_classifier(
             lambda X_train, y_train: _PrototypeDecoder(
                 X_train,
@@ -433,6 +462,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
                 self.prototypes,
                 self.normalize,
                 zero_shot_weights,
+                multilabel,
             ),
             features,
             targets,
@@ -445,6 +475,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
             device=resolve_device(self.device),
             seed=seed,
             no_decay=("radius",),
+            multilabel=multilabel,
             verbose=self.verbose,
         )
 
@@ -459,7 +490,11 @@ class DecTClassifier(EmbeddingHeadClassifier):
         accurate by more than a standard error. With a class of a single
         example nothing can be held out, and the ``"auto"`` weight stays.
         """
-        folds = _stratified_folds(y_index, self.zero_shot_cv, seed)
+        multilabel = y_index.ndim == 2
+        if multilabel:
+            folds = _multilabel_folds(y_index, self.zero_shot_cv, seed)
+        else:
+            folds = _stratified_folds(y_index, self.zero_shot_cv, seed)
         if folds is None:
             return
         candidates = [factor * self.zero_shot_weight_ for factor in _CV_WEIGHT_FACTORS]
@@ -469,7 +504,11 @@ class DecTClassifier(EmbeddingHeadClassifier):
             epochs = min(self.max_epochs, math.ceil(self.zero_shot_cv_steps / steps))  # whole epochs to hold them
             decoder, _ = self._train(features[train_idx], y_index[train_idx], candidates, 0, epochs, seed)
             logits = predict_logits(decoder.double(), features[valid_idx])  # (n_valid, n_classes, n_candidates)
-            errors[:, valid_idx] = (logits.argmax(1) != y_index[valid_idx, None]).T
+            if multilabel:  # a row's error: its labels' binary cross-entropy
+                target = y_index[valid_idx, :, None]
+                errors[:, valid_idx] = (np.logaddexp(0, logits) - target * logits).sum(1).T
+            else:
+                errors[:, valid_idx] = (logits.argmax(1) != y_index[valid_idx, None]).T
         self.zero_shot_cv_scores_ = {
             weight: 1.0 - error for weight, error in zip(candidates, errors.mean(1), strict=True)
         }
@@ -565,11 +604,18 @@ class DecTClassifier(EmbeddingHeadClassifier):
         best = _max_per_group(similarities, [len(texts) for texts in self.descriptions_])
         return best / self.similarity_temperature
 
-    def _calibrated(self, scores, n_samples: int) -> np.ndarray:
-        """The decoder's zero-shot input from raw scores: calibrated log-probabilities (or probabilities)."""
+    def _calibrated(self, scores, n_samples: int, multilabel: bool = False) -> np.ndarray:
+        """The decoder's zero-shot input from raw scores: calibrated log-probabilities (or probabilities).
+
+        Multi-label: each label's score less its reference (the training
+        rows' mean, or the content-free input's score), a log-odds offset of
+        its own; the labels are not normalised against each other.
+        """
         if scores is None:
             return np.zeros((n_samples, len(self.classes_)))
         reference = np.zeros(scores.shape[1]) if self.reference_scores_ is None else self.reference_scores_
+        if multilabel:
+            return np.asarray(scores, dtype=np.float64) - reference
         log_q = _calibrated_log_probs(scores, reference)
         return log_q if self.fusion == "log_probs" else np.exp(log_q)
 
@@ -577,7 +623,8 @@ class DecTClassifier(EmbeddingHeadClassifier):
     def _representations(self, X) -> np.ndarray:
         """The decoder's input: the representation and the calibrated zero-shot probabilities."""
         H, word_scores = self._split(super()._representations(X))
-        return np.hstack([H, self._calibrated(self._zero_shot_scores(H, word_scores), len(H))])
+        scores = self._zero_shot_scores(H, word_scores)
+        return np.hstack([H, self._calibrated(scores, len(H), self._is_multilabel())])
 
 
 def calibrate(scores, content_free) -> np.ndarray:
@@ -653,9 +700,12 @@ class _PrototypeDecoder(nn.Module):
         head, ``(n_samples, n_classes, n_heads)`` for several.
     """
 
-    def __init__(self, X, y, width, n_classes, proto_dim, prototypes, normalize, zero_shot_weights):
+    def __init__(self, X, y, width, n_classes, proto_dim, prototypes, normalize, zero_shot_weights, multilabel=False):
         super().__init__()
-        y = y[:, 0] if y.ndim == 2 else y
+        if multilabel:  # a label-indicator matrix (a copy per head)
+            y = y[..., 0] if y.ndim == 3 else y
+        else:
+            y = y[:, 0] if y.ndim == 2 else y
         heads = len(zero_shot_weights)
         self.width = width
         self.normalize = normalize
@@ -664,13 +714,22 @@ class _PrototypeDecoder(nn.Module):
         self.projection = nn.Parameter(first.expand(heads, -1, -1).clone())
         with torch.no_grad():
             v = self._project(X[:, :width])[0]
-            counts = torch.bincount(y, minlength=n_classes).to(v.dtype)
+            if multilabel:  # a label's rows: those that carry it
+                members = y.to(v.dtype)
+                counts = members.sum(0)
+            else:
+                counts = torch.bincount(y, minlength=n_classes).to(v.dtype)
             if prototypes == "random":
                 start = nn.functional.normalize(torch.randn(n_classes, proto_dim), dim=1)
+            elif multilabel:
+                start = (members.T @ v) / counts[:, None]
             else:
                 start = v.new_zeros(n_classes, proto_dim).index_add_(0, y, v) / counts[:, None]
-            spread = _distances(v, start)[torch.arange(len(y)), y]
-            radius = spread.new_zeros(n_classes).index_add_(0, y, spread) / counts
+            if multilabel:
+                radius = (members * _distances(v, start)).sum(0) / counts
+            else:
+                spread = _distances(v, start)[torch.arange(len(y)), y]
+                radius = spread.new_zeros(n_classes).index_add_(0, y, spread) / counts
         start = start.expand(heads, -1, -1).clone()
         if prototypes == "random":
             self.register_buffer("prototypes", start)

@@ -34,6 +34,7 @@ def make_tiny_masked_lm(kind: str, folder: Path) -> Path:
             ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(WORDS)) + list("abcdefghijklmnopqrstuvwxyz.,?!")
         )
         vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+        vocab = list(dict.fromkeys(vocab))  # a word that is also a letter ("a") once: ids below the vocabulary size
         (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
         tokenizer = _build(BertTokenizerFast, vocab=str(folder / "vocab.txt"), do_lower_case=True)
         config = BertConfig(

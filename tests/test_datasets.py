@@ -71,8 +71,10 @@ def test_data_home_from_the_environment(tmp_path, monkeypatch):
 @needs_shared
 def test_every_shared_task_loads_in_the_documented_layout():
     tasks = list_tasks(SHARED)
-    assert len(tasks) == 12
+    assert len(tasks) == 13 and "goemotions" in tasks  # 12 single-label tasks and a multi-label one
     for task in tasks:
+        if task == "goemotions":
+            continue
         data = load_fewshot(task, seed=42, data_home=SHARED)
         n_classes = len(data.labels)
         assert len(data.X_train) == 16 * n_classes and sorted(set(data.y_train)) == sorted(data.labels)
@@ -80,6 +82,44 @@ def test_every_shared_task_loads_in_the_documented_layout():
             assert all(isinstance(x, tuple) and len(x) == 2 for x in data.X_test[:10])
     X, y = load_full_train("sst2", data_home=SHARED)
     assert len(X) == len(y) == 6920
+
+
+def _multilabel_task(home):
+    task = home / "tags"
+    (task / "16-13").mkdir(parents=True)
+    meta = {"name": "tags", "kind": "multi", "labels": ["billing", "urgent", "bug"]}
+    (task / "labels.json").write_text(json.dumps(meta))
+    rows = [
+        {"text": "refund me now", "labels": ["billing", "urgent"]},
+        {"text": "the app crashes", "labels": ["bug"]},
+        {"text": "thanks, all good", "labels": []},
+        {"text": "charged twice, and the page is broken", "labels": ["billing", "bug"]},
+    ]
+    for name in ("16-13/train.jsonl", "16-13/dev.jsonl", "test.jsonl"):
+        (task / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return task
+
+
+def test_a_multi_label_task_loads_as_an_indicator_matrix_in_label_order(tmp_path):
+    task = _multilabel_task(tmp_path)
+    assert list_tasks(tmp_path) == ["tags"]
+    data = load_fewshot("tags", data_home=tmp_path)
+    assert data.kind == "multi" and data.labels == ["billing", "urgent", "bug"]
+    np.testing.assert_array_equal(data.y_train, [[1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 0, 1]])
+    assert data.y_test.shape == (4, 3) and data.X_dev[0] == "refund me now"
+    with pytest.raises(ValueError, match="16 shots per label only"):
+        load_fewshot("tags", shots=4, data_home=tmp_path)
+    (task / "test.jsonl").write_text(json.dumps({"text": "x", "labels": ["spam"]}) + "\n")
+    with pytest.raises(ValueError, match=r"test.jsonl:1 names labels \['spam'\]"):
+        load_fewshot("tags", data_home=tmp_path)
+
+
+@needs_shared
+def test_goemotions_loads_with_every_label_16_times_or_more():
+    data = load_fewshot("goemotions", seed=21, data_home=SHARED)
+    assert data.kind == "multi" and len(data.labels) == 7 and data.y_test.shape == (5427, 7)
+    assert (data.y_train.sum(0) >= 16).all() and (data.y_dev.sum(0) >= 16).all()
+    assert (data.y_train.sum(1) >= 2).any()  # some rows carry several labels
 
 
 def test_the_readme_main_command_prints_accuracy(capsys):

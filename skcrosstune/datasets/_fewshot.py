@@ -57,10 +57,36 @@ def _meta_path(folder: Path) -> Path | None:
     return None
 
 
-def list_tasks(data_home=None) -> list[str]:
-    """Names of the tasks found in a data home (see :func:`load_fewshot`), single- and multi-label."""
+def list_tasks(data_home=None, *, kind=None) -> list[str]:
+    """Names of the tasks found in a data home (see :func:`load_fewshot`).
+
+    Parameters
+    ----------
+    data_home : str or path, default=None
+        As for :func:`load_fewshot`.
+    kind : {"single", "pair", "multi"} or sequence of them, default=None
+        Only tasks of these kinds (``"multi"``: multi-label); None lists all.
+
+    Returns
+    -------
+    tasks : list of str
+
+    Examples
+    --------
+    >>> from skcrosstune.datasets import list_tasks
+    >>> list_tasks(kind="multi")
+    []
+    """
     home = _data_home(data_home)
-    return sorted(p.name for p in home.iterdir() if p.is_dir() and _meta_path(p) is not None)
+    kinds = None if kind is None else {kind} if isinstance(kind, str) else set(kind)
+    if kinds is not None and not kinds <= {"single", "pair", "multi"}:
+        raise ValueError(f"kind must be 'single', 'pair' or 'multi' (or several of them), got {kind!r}.")
+    tasks = []
+    for folder in sorted(p for p in home.iterdir() if p.is_dir()):
+        meta = _meta_path(folder)
+        if meta is not None and (kinds is None or json.loads(meta.read_text("utf-8")).get("kind", "single") in kinds):
+            tasks.append(folder.name)
+    return tasks
 
 
 def _read_jsonl(path: Path, pair: bool, labels: list | None = None):

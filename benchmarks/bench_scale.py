@@ -25,13 +25,17 @@ Run from the repository root::
 
     python -m benchmarks.bench_scale
     python -m benchmarks.bench_scale --by-classes
+    python -m benchmarks.bench_scale --multilabel
 
 It writes ``benchmarks/results/scale.{md,json,png}``. ``--by-classes`` measures
 the same heads against the number of classes instead: 16 examples per class
 of CLINC150 subsets of 2, 6, 20, 50 and 150 intents (the same random subsets
 for every head), the fit time as the median over the five split seeds, and
 writes ``benchmarks/results/scale_classes.{md,json}`` after each size (so an
-interrupted run keeps the sizes it finished).
+interrupted run keeps the sizes it finished). ``--multilabel`` times the
+multi-label heads (CrossTune and DecT with label descriptions, and the
+one-vs-rest probe) on the 16-shot GoEmotions splits of every seed, and writes
+``benchmarks/results/scale_multilabel.{md,json}``.
 """
 
 from __future__ import annotations
@@ -233,6 +237,54 @@ def head_methods() -> list:
     return [m for m in REGISTRY.values() if m.group == "fewshot" and m.black_box and m.in_all and "single" in m.kinds]
 
 
+def by_multilabel(args, data_home) -> None:
+    """Fit and predict time and memory of the multi-label heads on cached GoEmotions vectors, per seed."""
+    from .multilabel import methods
+
+    task = "goemotions"
+    descriptions = load_descriptions(task, load_fewshot(task, 16, args.seeds[0], data_home=data_home).labels)
+    embedder = BlackBoxEmbedder(store=os.path.relpath(args.cache_dir))
+    records = []
+    for seed in args.seeds:
+        split = load_fewshot(task, 16, seed, data_home=data_home)
+        X = embedder.fit_transform(split.X_train)
+        X_dev, X_test = embedder.transform(split.X_dev), embedder.transform(split.X_test)
+        texts = {"names": split.labels, "descriptions": [descriptions[label] for label in split.labels]}
+        factories = methods(embedder, texts, X_dev, split.y_dev)
+        for name in ("crosstune", "dect", "ovr_probe[dev]"):
+            figures = time_head(factories[name], X, split.y_train, X_test, args.repeats)
+            records.append({"method": name, "seed": seed, "n_train": len(X), **figures})
+            print(f"{name:<16} seed {seed:>3}  n={len(X)}  fit {figures['fit_seconds']:.3f}s", flush=True)
+    meta = {
+        "machine": f"{os.cpu_count()}-core CPU box ({platform.machine()}, {platform.system()})",
+        "task": task,
+        "n_test": len(X_test),
+        "repeats": args.repeats,
+        "load_before": os.getloadavg()[0],
+    }
+    lines = [
+        "# Multi-label heads: fit time on cached vectors",
+        "",
+        f"GoEmotions, 16 shots per label (84-96 training rows, 7 labels), MiniLM vectors from the store; best of "
+        f"{args.repeats} fits, wall-clock; predict = the {len(X_test):,} test rows. Machine: {meta['machine']}, "
+        f"load {meta['load_before']:.1f} before the run.",
+        "",
+        "| head | fit s (median over seeds) | fit s (slowest seed) | predict s | resident MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in dict.fromkeys(r["method"] for r in records):
+        mine = [r for r in records if r["method"] == name]
+        fits = [r["fit_seconds"] for r in mine]
+        rss = max(r["fit_rss_mib"] or 0 for r in mine)
+        predict = np.median([r["predict_seconds"] for r in mine])
+        lines.append(f"| {name} | {np.median(fits):.3f} | {max(fits):.3f} | {predict:.3f} | {rss:.1f} |")
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "scale_multilabel.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
+    (results_dir / "scale_multilabel.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {results_dir / 'scale_multilabel.md'}")
+
+
 def by_classes(args, data_home) -> None:
     """Fit time (median over the split seeds) and peak memory of every head against the number of classes."""
     splits = {seed: load_fewshot(MANY_CLASSES_TASK, 16, seed, data_home=data_home) for seed in args.seeds}
@@ -372,11 +424,15 @@ def main(argv=None) -> None:
     parser.add_argument("--by-classes", action="store_true", help="against the number of classes (CLINC150)")
     parser.add_argument("--classes", nargs="+", type=int, default=list(CLASS_COUNTS), help="class counts")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(FEWSHOT_SEEDS), help="split seeds")
+    parser.add_argument("--multilabel", action="store_true", help="the multi-label heads on GoEmotions")
     args = parser.parse_args(argv)
 
     data_home = resolve_data_home(args.data_home)
     if args.by_classes:
         by_classes(args, data_home)
+        return
+    if args.multilabel:
+        by_multilabel(args, data_home)
         return
     X_full, y_full = load_full_train(TASK, data_home=data_home)
     split = load_fewshot(TASK, 16, 13, data_home=data_home)

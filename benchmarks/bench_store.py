@@ -21,6 +21,11 @@ fixed delay as a remote API would (``--latency``). Nothing leaves the machine.
 3. **Wall time of a 3×3×3-fold grid** (``Pipeline(BlackBoxEmbedder,
    CrossTuneClassifier)``, 9 settings × 3 folds + refit) on a cold SQLite store,
    ``n_jobs=1`` against ``n_jobs=2``.
+4. **Concurrent requests** (``--parts concurrent``): one process embeds
+   ``--concurrent-texts`` texts (10,000) through a server answering each
+   request after ``--concurrent-latency`` seconds (0.1), with ``n_concurrent``
+   1, 4 and 8 (batches of 64), each on a cold SQLite store: wall time, texts
+   sent and distinct texts sent.
 
 Run from the repository root (``redis-server`` on PATH for the Redis parts)::
 
@@ -264,6 +269,58 @@ def grid_wall_time(args) -> list[dict]:
     return records
 
 
+# ------------------------------------------------------- 4. concurrent requests
+def concurrent_requests(args) -> list[dict]:
+    """Wall time of one process embedding many texts through a slow API, one request at a time or several."""
+    texts = _texts(args.concurrent_texts, "concurrent")
+    records = []
+    with _slow_server(args.concurrent_latency) as server:
+        for n_concurrent in (1, 4, 8):
+            server.reset()
+            with tempfile.TemporaryDirectory(dir=args.scratch) as store:
+                embedder = _embedder(server, store, batch_size=64).set_params(n_concurrent=n_concurrent)
+                start = time.perf_counter()
+                embedder.fit_transform(texts)
+                seconds = time.perf_counter() - start
+                sent = server.embedded_texts()
+                record = {
+                    "n_concurrent": n_concurrent,
+                    "texts": len(texts),
+                    "latency_ms": args.concurrent_latency * 1000,
+                    "seconds": round(seconds, 2),
+                    "texts_per_s": round(len(texts) / seconds),
+                    "sent": len(sent),
+                    "sent_distinct": len(set(sent)),
+                    "store_counted_sent": embedder.store_counts()["sent"],
+                }
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    base = records[0]["seconds"]
+    for record in records:
+        record["speedup"] = round(base / record["seconds"], 2)
+    return records
+
+
+def _concurrent_markdown(records: list[dict]) -> str:
+    if not records:
+        return ""
+    first = records[0]
+    lines = [
+        "",
+        f"## Concurrent requests: {first['texts']:,} texts through one embedder, {first['latency_ms']:.0f} ms "
+        "per request, batches of 64, cold store",
+        "",
+        "| n_concurrent | seconds | texts/s | speed-up | sent | distinct sent | store's count |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['n_concurrent']} | {r['seconds']} | {r['texts_per_s']:,} | {r['speedup']}× | {r['sent']:,} | "
+            f"{r['sent_distinct']:,} | {r['store_counted_sent']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _import_skcrosstune() -> None:
     import skcrosstune  # noqa: F401 - imports torch, the slow part of a worker's start
 
@@ -376,7 +433,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="look-up timings at each size (the best is kept)")
     parser.add_argument("--grid-texts", type=int, default=120, help="texts in each grid search")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per black-box request")
-    parser.add_argument("--parts", nargs="+", default=["paid", "throughput", "wall"])
+    parser.add_argument("--parts", nargs="+", default=["paid", "throughput", "wall", "concurrent"])
+    parser.add_argument("--concurrent-texts", type=int, default=10_000, help="texts of the concurrency part")
+    parser.add_argument("--concurrent-latency", type=float, default=0.1, help="seconds per request there")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--scratch", default=None, help="folder for the temporary SQLite stores")
     parser.add_argument("--quick", action="store_true", help="small sizes, results to a temporary folder")
@@ -400,9 +459,9 @@ def main(argv=None) -> None:
         "redis": find_redis_server() is not None,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    results = {"meta": meta, "paid": [], "throughput": [], "grid_wall_time": []}
+    results = {"meta": meta, "paid": [], "throughput": [], "grid_wall_time": [], "concurrent": []}
     previous = args.results_dir / "store.json"
-    if previous.exists() and len(args.parts) < 3:  # a partial rerun keeps the other parts' results
+    if previous.exists() and len(args.parts) < 4:  # a partial rerun keeps the other parts' results
         old = json.loads(previous.read_text())
         results = {**old, "meta": {**old.get("meta", {}), **meta, "parts_rerun": args.parts}}
     with ExitStack() as stack:
@@ -413,6 +472,7 @@ def main(argv=None) -> None:
             ("paid", "paid", lambda: paid_against_unique(args, redis_url)),
             ("throughput", "throughput", lambda: store_throughput(args, redis_url)),
             ("wall", "grid_wall_time", lambda: grid_wall_time(args)),
+            ("concurrent", "concurrent", lambda: concurrent_requests(args)),
         ):
             if part in args.parts:
                 results[key] = run()
@@ -424,7 +484,8 @@ def _write(results_dir: Path, results: dict) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     paid, throughput, wall = results["paid"], results["throughput"], results["grid_wall_time"]
     (results_dir / "store.json").write_text(json.dumps(results, indent=1) + "\n")
-    (results_dir / "store.md").write_text(_markdown(results["meta"], paid, throughput, wall))
+    markdown = _markdown(results["meta"], paid, throughput, wall) + _concurrent_markdown(results.get("concurrent", []))
+    (results_dir / "store.md").write_text(markdown)
     _plot(results_dir / "store.png", paid, throughput, wall)
 
 

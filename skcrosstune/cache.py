@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from numbers import Real
 
@@ -104,6 +105,7 @@ def query_through_store(
     width: int | None = None,
     dtype=None,
     progress: Callable[[int], object] | None = None,
+    concurrency: int = 1,
 ) -> tuple[np.ndarray, QueryReport]:
     """Answer ``items`` from the store, asking ``compute`` only for what nobody has paid for.
 
@@ -134,6 +136,12 @@ def query_through_store(
         The output's dtype; None: the first answers'.
     progress : callable, optional
         Called with the number of items after each answered batch.
+    concurrency : int, default=1
+        Batches in flight at once (``compute`` is then called from that many
+        threads): for a remote black box whose answers wait on latency more
+        than on its throughput. Each answer is still checked and stored as it
+        arrives, on the calling thread; after a failure, nothing new is sent
+        and the answers in flight are stored before the error is raised.
 
     Returns
     -------
@@ -152,7 +160,8 @@ def query_through_store(
     answers = _Answers(items, width, dtype)
     report = QueryReport(n_items=len(items), n_unique=len(answers.unique))
     if store is None:
-        _Payer(answers, compute, None, None, None, batch_size, lengths, validate, progress, report).pay(answers.unique)
+        payer = _Payer(answers, compute, None, None, None, batch_size, lengths, validate, progress, report, concurrency)
+        payer.pay(answers.unique)
         return answers.result(), report
 
     keys = dict(zip(answers.unique, store.keys(answers.unique), strict=True))
@@ -160,7 +169,9 @@ def query_through_store(
     missing = look_up(answers.unique)
     if missing:
         owner = new_owner()
-        payer = _Payer(answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report)
+        payer = _Payer(
+            answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report, concurrency
+        )
         _claim_and_pay(missing, keys, store, owner, look_up, payer)
     return answers.result(), report
 
@@ -425,10 +436,12 @@ def _count_tokens(items: list, backend, tokenizer) -> int | None:
 class _Payer:
     """Send items to the black box in batches; check, store and release each batch as it returns."""
 
-    def __init__(self, answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report):
+    def __init__(
+        self, answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report, concurrency=1
+    ):
         self.answers, self.compute, self.store, self.owner, self.keys = answers, compute, store, owner, keys
         self.batch_size, self.lengths, self.validate = batch_size, lengths, validate
-        self.progress, self.report = progress, report
+        self.progress, self.report, self.concurrency = progress, report, concurrency
 
     def pay_claimed(self, items: list, look_up: _LookUp) -> None:
         """Pay for claimed items, first serving any answered between the look-up and the claim."""
@@ -450,25 +463,48 @@ class _Payer:
         if self.lengths is not None and len(items) > self.batch_size:
             order = np.argsort(-np.asarray(self.lengths(items)), kind="stable")
             items = [items[i] for i in order]
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            rows = self.compute(batch)
-            usage = Usage()
-            if isinstance(rows, Paid):
-                rows, usage = rows
-            self.report.n_queried += len(batch)
-            self.report.usage += usage
-            if self.store is not None:
-                self.store.add_counts(sent=len(batch), **usage.counts())
-            rows = self._check(batch, rows)
-            if self.store is not None:
-                batch_keys = [self.keys[item] for item in batch]
-                self.store.put_many(zip(batch_keys, rows, strict=True))
-                if lease is not None:
-                    lease.done(batch_keys)
-            self.answers.fill(self.answers.positions(batch), rows)
-            if self.progress is not None:
-                self.progress(len(batch))
+        batches = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+        if self.concurrency <= 1 or len(batches) <= 1:
+            for batch in batches:
+                self._settle(batch, self.compute(batch), lease)
+            return
+        # Up to `concurrency` requests in flight; each answer is checked, stored and released here, on the
+        # calling thread, as it arrives. After a failure nothing new is sent, but every request already in
+        # flight is awaited and its answer stored: it has been paid for.
+        queue, pending, failure = list(reversed(batches)), {}, None
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skcrosstune-query") as pool:
+            while pending or (queue and failure is None):
+                while queue and failure is None and len(pending) < self.concurrency:
+                    batch = queue.pop()
+                    pending[pool.submit(self.compute, batch)] = batch
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = pending.pop(future)
+                    try:
+                        self._settle(batch, future.result(), lease)
+                    except BaseException as exc:  # noqa: BLE001 - raised below, once the others are stored
+                        failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _settle(self, batch: list, rows, lease: _LeaseKeeper | None) -> None:
+        """Count, check and store one answered batch, release its claims and fill its rows in."""
+        usage = Usage()
+        if isinstance(rows, Paid):
+            rows, usage = rows
+        self.report.n_queried += len(batch)
+        self.report.usage += usage
+        if self.store is not None:
+            self.store.add_counts(sent=len(batch), **usage.counts())
+        rows = self._check(batch, rows)
+        if self.store is not None:
+            batch_keys = [self.keys[item] for item in batch]
+            self.store.put_many(zip(batch_keys, rows, strict=True))
+            if lease is not None:
+                lease.done(batch_keys)
+        self.answers.fill(self.answers.positions(batch), rows)
+        if self.progress is not None:
+            self.progress(len(batch))
 
     def _check(self, batch: list, rows) -> np.ndarray:
         """The rows as an array, if they can be the answers of ``batch``; else a clear error."""

@@ -129,6 +129,15 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         Retries of rate-limited, failed or timed-out API requests, with
         exponential backoff and jitter.
 
+    n_concurrent : int, default=4
+        API models: embedding requests (of ``batch_size`` inputs each) in
+        flight at once from this process, so that a large corpus waits on
+        the API's throughput rather than on each request's latency. Each
+        answer is checked and stored as it arrives; a failed request stops
+        new ones, and the answers of those in flight are stored before the
+        error is raised. A rate limit is met with the retries' backoff.
+        Local models answer one batch at a time (the model uses every core).
+
     verbose : bool, default=False
         Show a progress bar while querying, and log what each call cost.
 
@@ -202,6 +211,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         "dimensions": [Interval(Integral, 1, None, closed="left"), None],
         "timeout": [Interval(Real, 0, None, closed="neither")],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "n_concurrent": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
     }
 
@@ -223,6 +233,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         dimensions=None,
         timeout=60.0,
         max_retries=5,
+        n_concurrent=4,
         verbose=False,
     ):
         self.model = model
@@ -240,6 +251,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         self.dimensions = dimensions
         self.timeout = timeout
         self.max_retries = max_retries
+        self.n_concurrent = n_concurrent
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
@@ -499,6 +511,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
                 width=self.embedding_dim_,
                 dtype=np.float32,
                 progress=bar.update,
+                concurrency=self.n_concurrent if getattr(self.backend_, "concurrent", False) else 1,
             )
         self._account(report)
         return states

@@ -440,6 +440,9 @@ class OpenAIServer:
     reverse_data : bool, default=False
         List embeddings in reverse order in the response (each keeps its
         ``index``), to check that clients order rows by ``index``.
+    latency : float, default=0.0
+        Seconds every request waits before it is answered (a remote API's
+        round trip); can be changed at any time.
 
     Attributes
     ----------
@@ -449,6 +452,8 @@ class OpenAIServer:
         A copy of every request received so far, in order of arrival.
     request_count : int
         Number of requests received so far, faulty ones included.
+    most_in_flight : int
+        The most requests that were waiting on the latency at the same time.
 
     Notes
     -----
@@ -465,8 +470,11 @@ class OpenAIServer:
         chat_reply: Callable[[dict], str] | None = None,
         chat_logprobs: Callable[[dict], dict] | None = None,
         reverse_data: bool = False,
+        latency: float = 0.0,
     ):
         self.api_key = api_key
+        self.latency = latency
+        self.in_flight = self.most_in_flight = 0
         self.reverse_data = reverse_data
         self.width = width
         self.chat_reply = chat_reply
@@ -699,9 +707,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(404, _error_body(404, f"Unknown request URL: GET {self.path}."))
 
     def do_POST(self):  # noqa: N802
+        state = self.server_state
+        with state._lock:  # requests waiting on the latency together (counted before any answer is written)
+            state.in_flight += 1
+            state.most_in_flight = max(state.most_in_flight, state.in_flight)
+        try:
+            stopping = state.latency and state._stopping.wait(state.latency)
+        finally:
+            with state._lock:
+                state.in_flight -= 1
+        if not stopping:
+            self._answer_post(state)
+
+    def _answer_post(self, state):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        state = self.server_state
         body, fault = self._read_and_record(raw)
         if fault is not None:
             if fault.delay and state._stopping.wait(fault.delay):

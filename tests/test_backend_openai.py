@@ -353,8 +353,9 @@ def test_exhausted_quota_is_not_retried(openai_server, tmp_path, sleeps):
 
 def test_batches_received_before_a_failure_are_kept(openai_server, tmp_path):
     texts = [f"text number {i}" for i in range(6)]
-    embedder = make_embedder(openai_server, tmp_path, dimensions=8, batch_size=2, max_retries=0).fit(texts)
-    openai_server.push(None, server_error(500))  # first batch answered, second fails
+    embedder = make_embedder(openai_server, tmp_path, dimensions=8, batch_size=2, max_retries=0, n_concurrent=1)
+    embedder.fit(texts)
+    openai_server.push(None, server_error(500))  # one request at a time: first batch answered, second fails
 
     with pytest.raises(BlackBoxError):
         embedder.transform(texts)
@@ -792,3 +793,40 @@ def test_the_key_is_in_no_repr_pickle_log_warning_or_store_file(openai_server, t
     assert any("retry" in r.getMessage() for r in caplog.records)
     stored = b"".join(path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file())
     assert stored and KEY.encode() not in stored
+
+
+# ------------------------------------------------------------ concurrent requests
+def test_requests_run_concurrently_up_to_n_concurrent_and_each_text_is_sent_once(tmp_path):
+    texts = [f"review number {i}" for i in range(40)]
+    with OpenAIServer(latency=0.1) as server:
+        embedder = make_embedder(server, tmp_path, batch_size=4, n_concurrent=3, normalize=False)
+        X = embedder.fit_transform(texts)
+        assert server.most_in_flight == 3, "three requests waited on the latency together, never more"
+        assert sorted(server.embedded_texts()) == sorted(texts)  # the fit's probe text is one of them
+        np.testing.assert_array_equal(X, expected(texts))
+        assert embedder.n_queries_ == len(texts) and embedder.store_counts()["sent"] == len(texts)
+
+        one_at_a_time = make_embedder(server, tmp_path / "other", batch_size=4, n_concurrent=1)
+        server.reset()
+        server.most_in_flight = 0
+        one_at_a_time.fit_transform(texts)
+        assert server.most_in_flight == 1
+
+
+def test_a_failed_request_stops_new_ones_and_the_answers_in_flight_are_stored(tmp_path):
+    texts = [f"review number {i}" for i in range(24)]
+    with OpenAIServer(latency=0.05) as server:
+        embedder = make_embedder(server, tmp_path, batch_size=4, n_concurrent=3, max_retries=0, dimensions=8)
+        embedder.fit(texts[:1])
+        server.reset()
+        server.push(None, Fault(status=400, body=b'{"error": {"message": "bad request"}}'), None)
+        with pytest.raises(BlackBoxError, match="400"):
+            embedder.transform(texts)
+        sent = server.embedded_texts()
+        assert len(sent) < len(texts), "no new request after the failure"
+        stored = embedder.store_counts()["sent"]
+        assert stored == len(sent) - 4, "every answered batch was stored (the failed one was not)"
+        server.reset()
+        embedder.transform(texts)  # the rerun pays for what was not stored, each text once
+        rerun = server.embedded_texts()
+        assert len(rerun) == len(set(rerun)) == len(texts) - stored

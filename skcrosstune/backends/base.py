@@ -122,6 +122,10 @@ class Backend(ABC):
     #: Whether :meth:`label_word_scores` is available.
     supports_label_words = False
 
+    #: Whether several :meth:`query` calls may run at once, from threads (a remote API: yes; a local model
+    #: that uses every core for one batch: no).
+    concurrent = False
+
     #: The width every answer must have, once known (an embedder sets the width it learned at fit).
     expected_width: int | None = None
 

@@ -15,6 +15,7 @@ at fit); an unusable answer is asked for again, like a malformed one.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Hashable, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -26,6 +27,7 @@ from .base import Backend, Paid, UnusableAnswer, check_vectors, read_usage
 __all__ = ["OpenAIClient", "OpenAIEmbeddingBackend", "split_api_model", "strip_credentials"]
 
 API_PREFIX = "openai:"
+_CLIENT_LOCK = threading.Lock()
 
 
 def split_api_model(model: str) -> str | None:
@@ -91,6 +93,10 @@ class OpenAIClient:
             )
 
     def _get_client(self):
+        with _CLIENT_LOCK:  # threads sending requests at once share one client
+            return self._get_client_once()
+
+    def _get_client_once(self):
         if self._client is None:
             if self.api_key_env is not None and not os.environ.get(self.api_key_env):
                 raise ValueError(
@@ -187,6 +193,7 @@ class OpenAIEmbeddingBackend(OpenAIClient, Backend):
     """
 
     pair_separator = "\n"
+    concurrent = True  # the client is shared by the threads of a call
 
     def __init__(
         self,

@@ -151,7 +151,7 @@ def test_code_block_runs(page, line, code, doc_run, request, monkeypatch, tmp_pa
         monkeypatch.setenv(variable, "sk-dummy-key-for-the-local-server")
     monkeypatch.chdir(tmp_path)
 
-    state = doc_run["pages"].setdefault(page, {"namespace": {"__name__": "__doc__"}, "ran": [], "failed": None})
+    state = doc_run["pages"].setdefault(page, {"namespace": {"__name__": "__main__"}, "ran": [], "failed": None})
     assert state["failed"] is None, f"an earlier block of {page.name} failed (line {state['failed']})"
     for name, fixture in STAND_INS.items():
         code = code.replace(f'"{name}"', repr(str(request.getfixturevalue(fixture))))

@@ -28,6 +28,7 @@ __all__ = [
     "check_label_descriptions",
     "check_label_word_groups",
     "check_labels",
+    "check_memory",
     "check_targets",
     "check_texts",
     "count_inputs",
@@ -509,6 +510,31 @@ def is_numeric_input(X: Any) -> bool:
 
 def _is_row(row: Any) -> bool:
     return isinstance(row, (list, tuple, np.ndarray)) and len(row) > 0
+
+
+def check_memory(n_samples: int, n_classes: int, estimator: str, *, copies: int = 4) -> None:
+    """Refuse, before the first paid query, a fit whose (inputs x classes) matrices cannot fit in memory.
+
+    The heads hold scores of every input for every class (float64, about
+    ``copies`` such matrices at once while fitting); when they need more
+    than this machine's physical memory, a ``MemoryError`` saying so is
+    raised now, rather than after every text has been embedded and paid for.
+    Machines that do not report their memory are not checked.
+    """
+    import os
+
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
+    needed = n_samples * n_classes * 8 * copies
+    if total > 0 and needed > total:
+        raise MemoryError(
+            f"{estimator} would hold scores of {n_samples:,} inputs for {n_classes:,} classes: about "
+            f"{needed / 2**30:,.1f} GiB while fitting, more than this machine's {total / 2**30:,.1f} GiB of memory. "
+            "Nothing was sent to the black box. Fit on fewer classes (e.g. a hierarchy of smaller classifiers) "
+            "or fewer inputs per class."
+        )
 
 
 def count_inputs(X: Any) -> int:

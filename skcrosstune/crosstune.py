@@ -70,7 +70,7 @@ from ._training import (
     torch_seed,
     train_classifier,
 )
-from ._validation import check_label_descriptions, check_targets, count_inputs
+from ._validation import check_label_descriptions, check_memory, check_targets, count_inputs
 
 __all__ = ["CrossTuneClassifier"]
 
@@ -337,6 +337,7 @@ class CrossTuneClassifier(EmbeddingHeadClassifier):
         """
         # everything is checked before the first paid query
         self.classes_, y_index, multilabel = check_targets(y, count_inputs(X))
+        check_memory(len(y_index), len(self.classes_), type(self).__name__)
         self.descriptions_ = check_label_descriptions(self.label_descriptions, self.classes_)
         H = self._fit_representations(X)
 

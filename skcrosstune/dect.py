@@ -81,7 +81,7 @@ from ._training import (
     torch_seed,
     train_classifier,
 )
-from ._validation import _label_key, check_label_descriptions, check_targets, count_inputs
+from ._validation import _label_key, check_label_descriptions, check_memory, check_targets, count_inputs
 from .embedder import _max_per_group
 
 __all__ = ["DecTClassifier", "calibrate"]
@@ -387,6 +387,7 @@ class DecTClassifier(EmbeddingHeadClassifier):
             raise ValueError("Give label_words (masked LM) or label_descriptions (embeddings), not both.")
         # everything is checked before the first paid query
         self.classes_, y_index, multilabel = check_targets(y, count_inputs(X))
+        check_memory(len(y_index), len(self.classes_), type(self).__name__)
         self.thresholds_ = None
         if self.label_words is not None:
             label_texts = check_label_descriptions(self.label_words, self.classes_, name="label_words")

@@ -381,3 +381,19 @@ def test_heads_refuse_non_finite_numeric_representations(cls):
     H[3, 1] = np.inf
     with pytest.raises(ValueError, match="Input X contains infinity"):
         cls(max_epochs=1).fit(H, LABELS)
+
+
+@pytest.mark.filterwarnings("ignore:The number of unique classes")  # scikit-learn's, about one text per class
+@pytest.mark.parametrize("name", ["crosstune", "dect"])
+def test_a_fit_too_large_for_memory_is_refused_before_any_query(tiny_bert, monkeypatch, name):
+    """100,000 classes of one text each: the score matrices alone would need hundreds of GiB."""
+    from skcrosstune import CrossTuneClassifier, DecTClassifier
+
+    sent = []
+    monkeypatch.setattr(LocalBackend, "query", lambda self, batch: sent.extend(batch))
+    texts = [f"text {i}" for i in range(100_000)]
+    labels = np.arange(100_000)
+    estimator = {"crosstune": CrossTuneClassifier, "dect": DecTClassifier}[name](BlackBoxEmbedder(str(tiny_bert)))
+    with pytest.raises(MemoryError, match=r"100,000 inputs for 100,000 classes.*Nothing was sent"):
+        estimator.fit(texts, labels)
+    assert sent == []

@@ -109,9 +109,10 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         Endpoint of an OpenAI-compatible API (``model="openai:..."``), e.g.
         ``"http://localhost:11434/v1"``; None uses ``$OPENAI_BASE_URL`` or the
         OpenAI API. A URL with credentials (``http://user:password@host/v1``)
-        belongs in ``$OPENAI_BASE_URL``, where it is used and shown nowhere;
-        as a parameter it is refused, since parameters show in reprs and
-        pickles.
+        belongs in ``$OPENAI_BASE_URL``, where it is used (as basic auth,
+        with ``api_key_env=None``: a configured key takes the request's one
+        ``Authorization`` header) and shown nowhere; as a parameter it is
+        refused, since parameters show in reprs and pickles.
 
     api_key_env : str or None, default="OPENAI_API_KEY"
         The *name* of the environment variable holding the API key, read when

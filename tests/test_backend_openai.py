@@ -736,7 +736,7 @@ def test_credentials_in_the_base_url_variable_are_used_but_shown_nowhere(
     caplog.set_level(logging.DEBUG)  # the HTTP library's own request log included
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        embedder = make_embedder(openai_server, tmp_path, base_url=None, verbose=True)
+        embedder = make_embedder(openai_server, tmp_path, base_url=None, api_key_env=None, verbose=True)
         X = embedder.fit_transform(TEXTS)
         openai_server.push(rate_limited(retry_after=0), *[server_error(500)] * 3)
         with pytest.raises(BlackBoxError) as info:
@@ -754,6 +754,18 @@ def test_credentials_in_the_base_url_variable_are_used_but_shown_nowhere(
     assert PASSWORD.encode() not in pickle.dumps(embedder)
     stored = b"".join(path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file())
     assert stored and PASSWORD.encode() not in stored and USER.encode() not in stored
+
+
+def test_a_key_is_sent_even_when_the_base_url_variable_holds_credentials(tmp_path, monkeypatch):
+    """A request carries one Authorization header: the API's key takes it, and one warning says the URL's did not."""
+    with OpenAIServer(api_key=KEY) as server:  # answers 401 to anything but "Bearer <KEY>"
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url.replace("http://", f"http://{USER}:{PASSWORD}@"))
+        with pytest.warns(UserWarning, match="the key is sent") as caught:
+            X = make_embedder(server, tmp_path, base_url=None).fit_transform(TEXTS)
+        np.testing.assert_array_equal(X, make_embedder(server, tmp_path / "again").fit_transform(TEXTS))
+        assert {request.authorization for request in server.requests} == {f"Bearer {KEY}"}
+    for warning in caught:
+        assert PASSWORD not in str(warning.message) and USER not in str(warning.message)
 
 
 @pytest.mark.parametrize(

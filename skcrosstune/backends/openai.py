@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Hashable, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -145,14 +146,24 @@ def _new_client(api_key_env: str | None, url: str, timeout: float):
     """``(client, None)`` or ``(None, problem)``; the key goes from the environment into the client only.
 
     Credentials in the URL become the client's basic auth, so that the URL the
-    HTTP library logs has none.
+    HTTP library logs has none, when no key is configured: a request carries
+    one ``Authorization``, and a configured key (the API's own) takes it, as
+    ``Bearer``; the URL's credentials are then not sent (one warning says so).
     """
     import openai
 
     parts = urlsplit(url)
+    if "@" in parts.netloc and api_key_env is not None:
+        warnings.warn(
+            f"$OPENAI_BASE_URL holds credentials and api_key_env={api_key_env!r} names a key: a request carries one "
+            f"Authorization header, so the key is sent (as Bearer) to {strip_credentials(url)} and the URL's "
+            "credentials are not. Set api_key_env=None to authenticate with the URL's credentials instead.",
+            UserWarning,
+            stacklevel=6,
+        )
     try:
         http_client = None
-        if "@" in parts.netloc:
+        if "@" in parts.netloc and api_key_env is None:
             http_client = openai.DefaultHttpxClient(auth=(unquote(parts.username or ""), unquote(parts.password or "")))
         client = openai.OpenAI(
             api_key="no-key" if api_key_env is None else os.environ[api_key_env],

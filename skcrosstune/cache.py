@@ -180,7 +180,7 @@ def _claim_and_pay(missing, keys, store, owner, look_up, payer) -> None:
     """Pay for what this caller claims, then wait for (or take over) what others are fetching."""
     granted = set(store.claim([keys[item] for item in missing], owner, LEASE_SECONDS))
     others = [item for item in missing if keys[item] not in granted]
-    payer.pay_claimed([item for item in missing if keys[item] in granted], look_up)
+    others += payer.pay_claimed([item for item in missing if keys[item] in granted], look_up)
     deadline = time.monotonic() + WAIT_SECONDS
     delay = _FIRST_POLL
     while others:
@@ -189,8 +189,8 @@ def _claim_and_pay(missing, keys, store, owner, look_up, payer) -> None:
             break
         taken = set(store.claim([keys[item] for item in others], owner, LEASE_SECONDS))
         if taken:
-            payer.pay_claimed([item for item in others if keys[item] in taken], look_up)
-            others = [item for item in others if keys[item] not in taken]
+            lost = payer.pay_claimed([item for item in others if keys[item] in taken], look_up)
+            others = [item for item in others if keys[item] not in taken] + lost
             continue
         if time.monotonic() > deadline:
             warnings.warn(
@@ -443,10 +443,15 @@ class _Payer:
         self.batch_size, self.lengths, self.validate = batch_size, lengths, validate
         self.progress, self.report, self.concurrency = progress, report, concurrency
 
-    def pay_claimed(self, items: list, look_up: _LookUp) -> None:
-        """Pay for claimed items, first serving any answered between the look-up and the claim."""
+    def pay_claimed(self, items: list, look_up: _LookUp) -> list:
+        """Pay for claimed items, first serving any answered between the look-up and the claim.
+
+        Returns the items whose claims this caller lost while it could not
+        renew them (a process paused past its lease: another took them over),
+        for the caller to wait for rather than pay for again.
+        """
         if not items:
-            return
+            return []
         keys = self.keys
         try:
             missing = look_up(items)
@@ -457,23 +462,32 @@ class _Payer:
         if answered:
             self.store.release([keys[item] for item in answered], self.owner)
         with _LeaseKeeper(self.store, self.owner, [keys[item] for item in missing]) as lease:
-            self.pay(missing, lease=lease)
+            return self.pay(missing, lease=lease, look_up=look_up)
 
-    def pay(self, items: list, *, lease: _LeaseKeeper | None = None) -> None:
+    def pay(self, items: list, *, lease: _LeaseKeeper | None = None, look_up: _LookUp | None = None) -> list:
+        """Send ``items`` in batches; returns those whose claims were lost meanwhile (see :meth:`_revalidate`)."""
         if self.lengths is not None and len(items) > self.batch_size:
             order = np.argsort(-np.asarray(self.lengths(items)), kind="stable")
             items = [items[i] for i in order]
-        batches = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+        batches = self._batches(items)
+        lost: list = []
         if self.concurrency <= 1 or len(batches) <= 1:
-            for batch in batches:
+            while batches:
+                if lease is not None and look_up is not None and lease.lapsed():
+                    batches = self._revalidate(batches, lease, look_up, lost)
+                    if not batches:
+                        break
+                batch = batches.pop(0)
                 self._settle(batch, self.compute(batch), lease)
-            return
+            return lost
         # Up to `concurrency` requests in flight; each answer is checked, stored and released here, on the
         # calling thread, as it arrives. After a failure nothing new is sent, but every request already in
         # flight is awaited and its answer stored: it has been paid for.
         queue, pending, failure = list(reversed(batches)), {}, None
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skcrosstune-query") as pool:
             while pending or (queue and failure is None):
+                if queue and lease is not None and look_up is not None and lease.lapsed():
+                    queue = list(reversed(self._revalidate(list(reversed(queue)), lease, look_up, lost)))
                 while queue and failure is None and len(pending) < self.concurrency:
                     batch = queue.pop()
                     pending[pool.submit(self.compute, batch)] = batch
@@ -486,6 +500,31 @@ class _Payer:
                         failure = failure or exc
         if failure is not None:
             raise failure
+        return lost
+
+    def _batches(self, items: list) -> list[list]:
+        return [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+
+    def _revalidate(self, batches: list[list], lease: _LeaseKeeper, look_up: _LookUp, lost: list) -> list[list]:
+        """The batches still to pay for, after this caller's claims lapsed (its process was paused, say).
+
+        Another user of the store may meanwhile have taken the claims over
+        and paid: what the store now holds is served from it, the claims
+        are made again, and the items someone else now holds are added to
+        ``lost`` (waited for by the caller, not paid for again).
+        """
+        keys = self.keys
+        remaining = [item for batch in batches for item in batch]
+        missing = look_up(remaining)
+        answered = set(remaining).difference(missing)
+        if answered:
+            lease.done([keys[item] for item in answered])
+        held = set(self.store.claim([keys[item] for item in missing], self.owner, LEASE_SECONDS))
+        lease.renewed()
+        gone = [item for item in missing if keys[item] not in held]
+        lease.forget([keys[item] for item in gone])
+        lost += gone
+        return self._batches([item for item in missing if keys[item] in held])
 
     def _settle(self, batch: list, rows, lease: _LeaseKeeper | None) -> None:
         """Count, check and store one answered batch, release its claims and fill its rows in."""
@@ -542,6 +581,7 @@ class _LeaseKeeper:
     def __init__(self, store: Store, owner: str, keys: list[str]):
         self.store, self.owner = store, owner
         self.pending = set(keys)
+        self.renewed_at = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="skcrosstune-lease", daemon=True)
@@ -556,12 +596,31 @@ class _LeaseKeeper:
             self.pending.difference_update(keys)
         self.store.release(keys, self.owner)
 
+    def forget(self, keys: list[str]) -> None:
+        """Stop renewing claims another caller now holds (they are theirs to release)."""
+        with self._lock:
+            self.pending.difference_update(keys)
+
+    def renewed(self) -> None:
+        self.renewed_at = time.monotonic()
+
+    def lapsed(self) -> bool:
+        """Whether the claims went unrenewed for half a lease: others may have taken them over.
+
+        The monotonic clock runs on while a process is stopped (Ctrl-Z, a
+        closed laptop lid, a paused VM), so a resumed process sees the gap.
+        """
+        return time.monotonic() - self.renewed_at > LEASE_SECONDS / 2
+
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_SECONDS / 3):
+            if self.lapsed():  # the process was stopped: the payer claims again, and learns what it lost
+                continue
             with self._lock:
                 keys = list(self.pending)
             try:
                 self.store.extend(keys, self.owner, LEASE_SECONDS)
+                self.renewed()
             except Exception:  # noqa: BLE001 - a missed renewal only lets another caller take over
                 pass
 

@@ -263,6 +263,41 @@ def test_a_killed_process_costs_at_most_its_batch_in_flight(location, fingerprin
     np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
 
 
+def _paused_worker(location, fingerprint, texts, report):
+    cache.LEASE_SECONDS = 1.0  # this forked process's own lease: a pause of a few seconds outlives it
+    _process_worker(location, fingerprint, texts, 0.05, report)
+
+
+def test_a_process_paused_past_its_lease_reads_what_others_paid_for_instead_of_paying_again(
+    location, fingerprint, monkeypatch
+):
+    """Ctrl-Z, a closed laptop lid, a paused VM: SIGSTOP one payer, let another take over, SIGCONT the first."""
+    monkeypatch.setattr(cache, "LEASE_SECONDS", 1.0)
+    texts = [f"text {i}" for i in range(200)]
+    store = open_store(location, fingerprint)
+    report = FORK.Queue()
+    paused = FORK.Process(target=_paused_worker, args=(location, fingerprint, texts, report))
+    paused.start()
+    deadline = time.monotonic() + 30
+    while store.counts()["sent"] < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        sent_before = store.counts()["sent"]
+        mine: list = []
+        out, _ = query_through_store(texts, slow_box(0.0, mine), store=store, batch_size=5)  # waits out the lease
+        assert len(mine) <= len(texts) - sent_before + 5
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    paused.join(60)
+    assert paused.exitcode == 0
+    theirs = report.get(timeout=5)
+    # the paused process resumes with at most its batch in flight; everything else it reads from the store
+    assert theirs + len(mine) <= len(texts) + 5
+    assert store.counts()["sent"] == theirs + len(mine)
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
+
+
 def test_a_slow_batch_keeps_its_claims_alive(location, fingerprint, monkeypatch):
     # Renewed every 0.67 s: a batch of 3 s outlives the lease, and a pause of the whole process
     # (a garbage collection of a big test session) up to about 1.3 s still finds the claim alive.

@@ -631,4 +631,8 @@ class _LeaseKeeper:
         with self._lock:
             left = list(self.pending)
         if left:  # a failure: let the others take over at once
-            self.store.release(left, self.owner)
+            try:
+                self.store.release(left, self.owner)
+            except Exception:  # noqa: BLE001 - the claims lapse anyway; never hide the failure being raised
+                if exc_info[0] is None:
+                    raise

@@ -64,6 +64,9 @@ class RedisServer:
         Seconds to wait for the server to answer ``PING``.
     password : str, default=None
         When given, the server asks for it (``requirepass``).
+    persistent : bool, default=False
+        Keep the data on disk (append-only file, written on every change), so
+        that :meth:`restart` finds it again, as a production server would.
 
     Attributes
     ----------
@@ -71,10 +74,18 @@ class RedisServer:
         ``"redis://127.0.0.1:<port>/0"``, set once started.
     """
 
-    def __init__(self, binary: str | None = None, *, startup_timeout: float = 10.0, password: str | None = None):
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        startup_timeout: float = 10.0,
+        password: str | None = None,
+        persistent: bool = False,
+    ):
         self.binary = binary or find_redis_server()
         self.startup_timeout = startup_timeout
         self.password = password
+        self.persistent = persistent
         self.url: str | None = None
         self._process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -87,22 +98,41 @@ class RedisServer:
         errors = ""
         for _attempt in range(3):  # the free port can be taken between choosing and binding it
             port = _free_port()
-            command = [self.binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
-            command += ["--dir", self._workdir.name, "--loglevel", "warning"]
-            if self.password is not None:
-                command += ["--requirepass", self.password]
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            deadline = time.monotonic() + self.startup_timeout
-            while time.monotonic() < deadline and process.poll() is None and not _answers(port):
-                time.sleep(0.05)
-            if process.poll() is None and _answers(port):
-                self._process = process
+            errors = self._launch(port)
+            if errors is None:
                 self.url = f"redis://{HOST}:{port}/0"
                 return self
-            process.kill()
-            errors = process.communicate()[1].decode(errors="replace")
         self._workdir.cleanup()
         raise RuntimeError(f"redis-server did not answer on {HOST}: {errors.strip()}")
+
+    def _launch(self, port: int) -> str | None:
+        """Start the server on ``port``; None once it answers, else what it printed."""
+        appendonly = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        command = [self.binary, "--bind", HOST, "--port", str(port), "--save", "", *appendonly]
+        command += ["--dir", self._workdir.name, "--loglevel", "warning"]
+        if self.password is not None:
+            command += ["--requirepass", self.password]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline and process.poll() is None and not _answers(port):
+            time.sleep(0.05)
+        if process.poll() is None and _answers(port):
+            self._process = process
+            return None
+        process.kill()
+        return process.communicate()[1].decode(errors="replace")
+
+    def restart(self, down_for: float) -> None:
+        """Stop the server (as a crash or a deploy would), stay down ``down_for`` seconds, start it again."""
+        port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        process, self._process = self._process, None
+        process.kill()
+        process.wait()
+        process.stderr.close()
+        time.sleep(down_for)
+        errors = self._launch(port)
+        if errors is not None:
+            raise RuntimeError(f"redis-server did not come back on port {port}: {errors.strip()}")
 
     def stop(self) -> None:
         """Stop the server and remove its folder. Safe to call twice."""

@@ -594,3 +594,54 @@ def test_the_prompt_search_keeps_log_prob_answers_where_its_store_says(openai_se
     sent = openai_server.request_count
     assert clone(clf).fit(X, y).n_queries_ == 0 and openai_server.request_count == sent  # answered by the store
     assert clone(clf).set_params(store=None).fit(X, y).n_queries_ == clf.n_queries_  # no store: paid again
+
+
+# ------------------------------------------------------------------- a Redis restart
+def _own_redis(**params):
+    from ._redis import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    return RedisServer(**params)
+
+
+def test_a_redis_restart_mid_run_is_waited_out_and_each_text_is_paid_once(fingerprint):
+    texts = [f"text {i}" for i in range(3000)]
+    with _own_redis(persistent=True) as server:
+        store = open_store(server.url, fingerprint)
+        sent: list = []
+        outcome: dict = {}
+
+        def run():
+            try:
+                outcome["out"], _ = query_through_store(texts, slow_box(0.01, sent), store=store, batch_size=50)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while len(sent) < 600 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.restart(down_for=3.0)  # killed mid-run, back 3 s later with what it had written to disk
+        worker.join(120)
+        assert not worker.is_alive() and "error" not in outcome, outcome.get("error")
+        assert len(sent) == len(set(sent)) == len(texts), "each text paid once"
+        np.testing.assert_array_equal(outcome["out"], np.stack([fake_vector(t) for t in texts]))
+        found, bad = store.get_many(store.keys(texts))
+        assert len(found) == len(texts) and bad == 0, "every paid answer is in the store"
+        # a counter increment whose reply the crash swallowed is retried, so the count may exceed by one batch
+        assert len(texts) <= store.counts()["sent"] <= len(texts) + 50
+
+
+def test_redis_down_for_longer_than_the_retries_is_one_clear_error(fingerprint, monkeypatch):
+    from skcrosstune.stores import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "RETRY_SECONDS", 1.0)
+    with _own_redis() as server:
+        store = open_store(server.url, fingerprint)
+        query_through_store(["a"], CountingBlackBox(), store=store, batch_size=1)
+        server.stop()
+        with pytest.raises(StoreError, match=r"has not answered for 1 s.*a rerun pays only for what") as info:
+            query_through_store(["a", "b"], CountingBlackBox(), store=store, batch_size=1)
+        assert info.value.__cause__ is None and info.value.__context__ is None

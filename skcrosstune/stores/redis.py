@@ -21,8 +21,11 @@ reach.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -41,9 +44,16 @@ from .base import (
     unpack_entries,
 )
 
-__all__ = ["PASSWORD_ENV", "RedisStore"]
+__all__ = ["PASSWORD_ENV", "RETRY_SECONDS", "RedisStore"]
 
 PASSWORD_ENV = "SKCROSSTUNE_REDIS_PASSWORD"
+
+#: Seconds an operation is retried, with backoff, while the server cannot be reached (a restart, a network
+#: blip); past them the store raises one :class:`StoreError` naming the server. Every retried operation is
+#: safe to repeat, except that a counter increment whose reply was lost may count twice.
+RETRY_SECONDS = 30.0
+
+logger = logging.getLogger("skcrosstune")
 
 _PREFIX = "skcrosstune:"
 _CHUNK = 1000
@@ -91,6 +101,41 @@ def _redis_module():
             "The Redis store needs the redis client: pip install 'skcrosstune[redis]' (or pip install redis)."
         ) from None
     return redis
+
+
+def _retried(method):
+    """Retry ``method`` with backoff while the server is unreachable, up to :data:`RETRY_SECONDS`."""
+
+    @functools.wraps(method)
+    def retried(self, *args, **kwargs):
+        redis = _redis_module()
+        transient = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        deadline, delay, warned = time.monotonic() + RETRY_SECONDS, 0.05, False
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except transient as exc:
+                if time.monotonic() + delay > deadline:
+                    problem = f"{type(exc).__name__}: {exc}"
+                    break
+                if not warned:
+                    logger.warning(
+                        "The Redis store %s cannot be reached (%s); retrying for up to %.0f s.",
+                        self.describe(),
+                        type(exc).__name__,
+                        RETRY_SECONDS,
+                    )
+                    warned = True
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
+        # raised outside the except block: one error of ours, not the client's 25 frames
+        raise StoreError(
+            f"The Redis store {self.describe()} has not answered for {RETRY_SECONDS:.0f} s ({problem}). Check that "
+            "the server runs and is reachable from this machine; answers already stored are kept, and a rerun "
+            "pays only for what is missing."
+        )
+
+    return retried
 
 
 class RedisStore(Store):
@@ -149,6 +194,7 @@ class RedisStore(Store):
         self._client = None
 
     # -- entries -------------------------------------------------------------
+    @_retried
     def get_stacked(self, keys: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """Stored arrays for ``keys``, stacked; entries failing their checks are deleted and left out."""
         keys = list(keys)
@@ -182,6 +228,7 @@ class RedisStore(Store):
             self.put_many(upgraded)
         return stack_parts(parts), len(corrupt)
 
+    @_retried
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays with one ``MSET``: all of them, or none."""
         entries = list(entries)
@@ -190,6 +237,7 @@ class RedisStore(Store):
             self._connect().mset(mapping)
 
     # -- claims --------------------------------------------------------------
+    @_retried
     def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[str]:
         """Claim ``keys`` for ``owner``; returns those granted (free, ours, or held by a gone process)."""
         self._connect()
@@ -215,10 +263,12 @@ class RedisStore(Store):
                     granted += [k for i, (k, _, _) in enumerate(gone, 1) if i in taken]
         return granted
 
+    @_retried
     def extend(self, keys: Sequence[str], owner: str, lease: float) -> None:
         """Renew ``owner``'s claims on ``keys``."""
         self._update(keys, owner, max(int(lease * 1000), 1))
 
+    @_retried
     def release(self, keys: Sequence[str], owner: str) -> None:
         """End ``owner``'s claims on ``keys``."""
         self._update(keys, owner, 0)
@@ -231,6 +281,7 @@ class RedisStore(Store):
             self._scripts["update"](keys=[f"{_PREFIX}c:{k}" for k in chunk], args=[owner, ms])
 
     # -- counters ------------------------------------------------------------
+    @_retried
     def add_counts(self, *, sent: int = 0, hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         """Add to this fingerprint's counters, in one transaction."""
         pipe = self._connect().pipeline(transaction=True)
@@ -239,11 +290,13 @@ class RedisStore(Store):
                 pipe.hincrby(f"{_PREFIX}n:{self.digest}", name, int(n))
         pipe.execute()
 
+    @_retried
     def counts(self) -> dict[str, int]:
         """The counters, summed over every user of the server."""
         found = self._connect().hgetall(f"{_PREFIX}n:{self.digest}")
         return {name: int(found.get(name.encode(), 0)) for name in COUNTERS}
 
+    @_retried
     def reset_counts(self) -> None:
         """Set the counters to zero."""
         self._connect().delete(f"{_PREFIX}n:{self.digest}")

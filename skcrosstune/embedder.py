@@ -25,7 +25,8 @@ from .cache import (
     estimate_queries,
     query_through_store,
 )
-from .stores import Store, open_store, query_counts
+from .stores import Store, StoreUnavailable, open_store, query_counts
+from .stores.base import warn_once_without_store
 
 __all__ = ["BlackBoxEmbedder"]
 
@@ -130,6 +131,17 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         Retries of rate-limited, failed or timed-out API requests, with
         exponential backoff and jitter.
 
+    store_errors : {"warn", "raise"}, default="warn"
+        What a named ``store`` that cannot be reached when this embedder
+        queries (a Redis server down, a folder that cannot be created: a
+        :class:`~skcrosstune.stores.StoreUnavailable`) does:
+        ``"warn"`` gives one warning per store and process and goes on
+        without it (answers are computed, not kept), so a deployed model keeps
+        predicting; ``"raise"`` raises it, for runs that must not pay
+        without a store. A store refused for safety (a password in a URL, a
+        folder others can write) raises either way; a read-only store is
+        read either way (new answers are not kept, with one warning).
+
     n_concurrent : int, default=4
         API models: embedding requests (of ``batch_size`` inputs each) in
         flight at once from this process, so that a large corpus waits on
@@ -213,6 +225,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         "timeout": [Interval(Real, 0, None, closed="neither")],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "n_concurrent": [Interval(Integral, 1, None, closed="left")],
+        "store_errors": [StrOptions({"warn", "raise"})],
         "verbose": ["verbose"],
     }
 
@@ -234,6 +247,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         dimensions=None,
         timeout=60.0,
         max_retries=5,
+        store_errors="warn",
         n_concurrent=4,
         verbose=False,
     ):
@@ -252,6 +266,7 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         self.dimensions = dimensions
         self.timeout = timeout
         self.max_retries = max_retries
+        self.store_errors = store_errors
         self.n_concurrent = n_concurrent
         self.verbose = verbose
 
@@ -377,8 +392,14 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         )
 
     def _open_store(self) -> Store | None:
-        """The store named by ``store``, resolved now, on this machine."""
-        return open_store(self.store, self.backend_.fingerprint())
+        """The store named by ``store``, resolved now, on this machine (see ``store_errors``)."""
+        try:
+            return open_store(self.store, self.backend_.fingerprint())
+        except StoreUnavailable as exc:
+            if self.store_errors == "raise":
+                raise
+            warn_once_without_store(exc)
+            return None
 
     def store_counts(self, *, price_per_1k_tokens=None) -> dict:
         """What every user of this embedder's store paid and was answered for its black box.
@@ -502,18 +523,29 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
         items = self._query_items(batch, split_pairs=split_pairs)
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False) as bar:
-            states, report = query_through_store(
-                items,
-                self.backend_.query,
-                store=self._open_store(),
-                batch_size=self.batch_size,
-                lengths=self.backend_.item_lengths,
-                width=self.embedding_dim_,
-                dtype=np.float32,
-                progress=bar.update,
-                concurrency=self.n_concurrent if getattr(self.backend_, "concurrent", False) else 1,
-            )
+        def query(store):
+            bar = tqdm(total=len(items), disable=not self.verbose, desc="BlackBoxEmbedder", unit="text", leave=False)
+            with bar:
+                return query_through_store(
+                    items,
+                    self.backend_.query,
+                    store=store,
+                    batch_size=self.batch_size,
+                    lengths=self.backend_.item_lengths,
+                    width=self.embedding_dim_,
+                    dtype=np.float32,
+                    progress=bar.update,
+                    concurrency=self.n_concurrent if getattr(self.backend_, "concurrent", False) else 1,
+                )
+
+        store = self._open_store()
+        try:
+            states, report = query(store)
+        except StoreUnavailable as exc:  # the store went away during the call (its retries spent)
+            if self.store_errors == "raise" or store is None:
+                raise
+            warn_once_without_store(exc)
+            states, report = query(None)  # what this call had paid for and not stored is asked again
         self._account(report)
         return states
 

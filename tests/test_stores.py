@@ -13,13 +13,16 @@ import json
 import multiprocessing
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
 import stat
+import tempfile
 import threading
 import time
 import uuid
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,6 +365,7 @@ def test_a_bad_answer_is_never_stored(location, fingerprint):
 
 # --------------------------------------------------- estimators and stores
 TEXTS = [f"{w} {v}" for w in ["great", "awful", "fine", "dull"] for v in ["movie", "plot", "story", "acting", "scene"]]
+LABELS = np.array([i % 2 for i in range(len(TEXTS))])
 
 
 def test_grid_search_with_two_jobs_on_a_cold_store_sends_each_text_once(tiny_bert, tmp_path):
@@ -393,8 +397,12 @@ def test_a_pickled_model_uses_the_store_of_the_machine_it_runs_on(tiny_bert, tmp
     np.testing.assert_allclose(proba, expected[:3], atol=1e-6)
 
     embedder = loaded.named_steps["blackboxembedder"]
-    with pytest.raises(StoreError, match="a-file"):
-        embedder.set_params(store=str(blocker / "mine")).transform(TEXTS[:1])
+    with pytest.raises(StoreError, match="a-file"):  # asked to: an error
+        embedder.set_params(store=str(blocker / "mine"), store_errors="raise").transform(TEXTS[:1])
+    with pytest.warns(RuntimeWarning, match="a-file.*Working without it") as caught:  # by default: one warning
+        embedder.set_params(store_errors="warn").transform(TEXTS[:1])
+        embedder.transform(TEXTS[1:2])
+    assert len(caught) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.set_params(blackboxembedder__store=None).predict(TEXTS[:2])
@@ -645,3 +653,61 @@ def test_redis_down_for_longer_than_the_retries_is_one_clear_error(fingerprint, 
         with pytest.raises(StoreError, match=r"has not answered for 1 s.*a rerun pays only for what") as info:
             query_through_store(["a", "b"], CountingBlackBox(), store=store, batch_size=1)
         assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+# ------------------------------------------------------------- a deployed model's store
+def _read_only_reader(location, fingerprint, texts, queue):
+    """Read a store this process cannot write: as user nobody when run by root, else with the folder made 0500."""
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = open_store(location, fingerprint)
+        sent: list = []
+        out, report = query_through_store(texts, slow_box(0.0, sent), store=store, batch_size=4)
+        again: list = []
+        query_through_store(texts, slow_box(0.0, again), store=store, batch_size=4)
+    queue.put((sent, again, report.n_cached, [str(w.message) for w in caught], store.read_only))
+
+
+def test_a_read_only_store_is_read_and_new_answers_are_not_kept(fingerprint):
+    location = tempfile.mkdtemp(prefix="skcrosstune-read-only-")  # outside the private test folders: others read it
+    try:
+        os.chmod(location, 0o700)
+        stored = [f"text {i}" for i in range(6)]
+        query_through_store(stored, slow_box(0.0), store=open_store(location, fingerprint), batch_size=4)
+        open_store(location, fingerprint).close()
+        os.chmod(location, 0o755 if os.geteuid() == 0 else 0o500)  # nobody (or this user) can read, not write
+        for path in Path(location).iterdir():
+            path.chmod(0o644 if os.geteuid() == 0 else 0o400)
+        queue = FORK.Queue()
+        reader = FORK.Process(target=_read_only_reader, args=(location, fingerprint, stored + ["new text"], queue))
+        reader.start()
+        reader.join(60)
+        assert reader.exitcode == 0
+        sent, again, n_cached, messages, read_only = queue.get(timeout=5)
+        assert read_only and n_cached == len(stored) and sent == ["new text"]
+        assert again == ["new text"], "a new answer is not kept in a store that cannot be written"
+        assert len(messages) == 1 and "read-only" in messages[0]
+    finally:
+        os.chmod(location, 0o700)
+        shutil.rmtree(location, ignore_errors=True)
+
+
+def test_a_deployed_model_whose_redis_is_down_predicts_with_one_warning(tiny_bert, fingerprint, monkeypatch):
+    from skcrosstune.stores import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "RETRY_SECONDS", 0.5)
+    with _own_redis() as server:
+        model = make_pipeline(BlackBoxEmbedder(str(tiny_bert), store=server.url), LogisticRegression())
+        model.fit(TEXTS, LABELS)
+        expected = model.predict_proba(TEXTS)
+        blob = pickle.dumps(model)
+    loaded = pickle.loads(blob)  # the server is gone: a deployed model on another day
+    with pytest.warns(RuntimeWarning, match="Working without it") as caught:
+        np.testing.assert_allclose(loaded.predict_proba(TEXTS), expected, atol=1e-6)
+        loaded.predict(TEXTS[:2])
+    assert len(caught) == 1
+    with pytest.raises(StoreError, match="has not answered"):
+        loaded.set_params(blackboxembedder__store_errors="raise").predict(TEXTS[:2])

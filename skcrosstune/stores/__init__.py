@@ -6,6 +6,22 @@ a folder path (SQLite files, :mod:`skcrosstune.stores.sqlite`) or a
 ``redis://host:port/db`` URL (:mod:`skcrosstune.stores.redis`).
 """
 
-from .base import Store, StoreError, default_location, fingerprint_digest, open_store, query_counts
+from .base import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    default_location,
+    fingerprint_digest,
+    open_store,
+    query_counts,
+)
 
-__all__ = ["Store", "StoreError", "default_location", "fingerprint_digest", "open_store", "query_counts"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "default_location",
+    "fingerprint_digest",
+    "open_store",
+    "query_counts",
+]

@@ -50,6 +50,7 @@ __all__ = [
     "COUNTERS",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "default_location",
     "fingerprint_digest",
     "open_store",
@@ -63,6 +64,15 @@ COUNTERS = ("sent", "hits", "prompt_tokens", "completion_tokens")
 
 class StoreError(OSError):
     """A store location that cannot be used (unreachable, refused or unreadable)."""
+
+
+class StoreUnavailable(StoreError):
+    """A store that cannot be reached or made now (a server down, a folder that cannot be created).
+
+    Unlike the other store errors (a refused, untrusted or misconfigured
+    location), it is what a deployed model may work around: see the
+    embedder's ``store_errors``.
+    """
 
 
 # ------------------------------------------------------------- fingerprints
@@ -593,6 +603,22 @@ def _open(location: str, fingerprint: dict) -> Store:
     return store
 
 
+_warned_unusable: set[str] = set()
+
+
+def warn_once_without_store(error: StoreUnavailable) -> None:
+    """Say once per process and store that work goes on without a store that cannot be used."""
+    message = str(error)
+    if message not in _warned_unusable:
+        _warned_unusable.add(message)
+        warnings.warn(
+            f"{message} Working without it: answers are computed but not kept (store_errors='raise' makes this an "
+            "error).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def open_store(location, fingerprint: dict) -> Store | None:
     """The store at ``location`` for the black box ``fingerprint``, ready to use.
 
@@ -637,7 +663,7 @@ def open_store(location, fingerprint: dict) -> Store | None:
     except StoreError:
         raise
     except OSError as exc:
-        raise StoreError(f"The store {_strip_userinfo(location)!r} cannot be used: {exc}") from None
+        raise StoreUnavailable(f"The store {_strip_userinfo(location)!r} cannot be used: {exc}") from None
 
 
 def query_counts(location, fingerprint) -> dict[str, int]:

@@ -36,6 +36,7 @@ from .base import (
     MAGIC,
     Store,
     StoreError,
+    StoreUnavailable,
     decode_legacy_entry,
     owner_is_gone,
     pack_entries,
@@ -129,7 +130,7 @@ def _retried(method):
                 time.sleep(delay)
                 delay = min(2 * delay, 2.0)
         # raised outside the except block: one error of ours, not the client's 25 frames
-        raise StoreError(
+        raise StoreUnavailable(
             f"The Redis store {self.describe()} has not answered for {RETRY_SECONDS:.0f} s ({problem}). Check that "
             "the server runs and is reachable from this machine; answers already stored are kept, and a rerun "
             "pays only for what is missing."
@@ -185,7 +186,9 @@ class RedisStore(Store):
             client.ping()
             client.set(f"{_PREFIX}f:{self.digest}", json.dumps(self.fingerprint, sort_keys=True), nx=True)
         except redis.exceptions.RedisError as exc:
-            raise StoreError(f"The Redis store {self.describe()} cannot be used: {type(exc).__name__}: {exc}") from None
+            raise StoreUnavailable(
+                f"The Redis store {self.describe()} cannot be used: {type(exc).__name__}: {exc}"
+            ) from None
 
     def close(self) -> None:
         """Close this process's connections."""

@@ -106,6 +106,7 @@ class SQLiteStore(Store):
         self._generation = 0  # bumped when the file is replaced or the connections closed: every thread reconnects
         self._recover_lock = threading.RLock()  # recovery reconnects under it
         self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid, connection) of every thread
+        self.read_only = False
 
     @property
     def path(self) -> Path:
@@ -119,14 +120,43 @@ class SQLiteStore(Store):
 
     # -- the folder and its files ------------------------------------------
     def check(self) -> None:
-        """Create the folder and file if needed, refuse an untrusted folder, and open the database."""
+        """Create the folder and file if needed, refuse an untrusted folder, and open the database.
+
+        A store this process cannot write (a read-only file system or folder,
+        as deployed images often are) whose database exists is opened
+        read-only, with one warning: its answers are served, new ones are
+        neither kept nor shared.
+        """
         self._prepare_folder()
-        self._write_fingerprint_file()
         try:
+            self._write_fingerprint_file()
             self._connect()
-        except sqlite3.Error as exc:
-            raise StoreError(f"The store file {self.path} cannot be opened: {exc}") from None
+        except (OSError, sqlite3.Error) as exc:
+            if not self._can_only_read():
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"The store file {self.path} cannot be opened: {exc}") from None
+                raise
+            self.read_only = True
+            try:
+                self._connect()
+            except sqlite3.Error as again:
+                raise StoreError(f"The read-only store file {self.path} cannot be read: {again}") from None
+            warnings.warn(
+                f"The store {self.location} is read-only here: its stored answers are served, but new answers are "
+                "neither kept nor shared with other processes.",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+            return
         self._import_legacy()
+
+    def _can_only_read(self) -> bool:
+        """Whether the folder cannot be written by this process while its database file can be read."""
+        try:
+            writable = os.access(self.directory, os.W_OK) and not os.statvfs(self.directory).f_flag & os.ST_RDONLY
+        except (OSError, AttributeError):
+            writable = os.access(self.directory, os.W_OK)
+        return not writable and os.path.isfile(self.path) and os.access(self.path, os.R_OK)
 
     def _import_legacy(self) -> None:
         """Copy in the sound answers of earlier-layout files not copied yet; those files are left as they are.
@@ -247,7 +277,7 @@ class SQLiteStore(Store):
                 RuntimeWarning,
                 stacklevel=5,
             )
-        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid() and not self.read_only:
             for suffix in ("", "-wal", "-shm"):
                 if os.path.isfile(f"{self.path}{suffix}") and not os.path.islink(f"{self.path}{suffix}"):
                     os.chmod(f"{self.path}{suffix}", 0o600)
@@ -278,6 +308,9 @@ class SQLiteStore(Store):
         return conn
 
     def _open(self) -> sqlite3.Connection:
+        if self.read_only:  # nothing of ours is written: no journal, no shared-memory file, no lock
+            uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 60000")
@@ -449,6 +482,8 @@ class SQLiteStore(Store):
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         """Store arrays in one transaction: all of them are committed, or none."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return
         rows = _rows(list(entries))
 
         def write(conn):
@@ -463,6 +498,8 @@ class SQLiteStore(Store):
     # -- claims --------------------------------------------------------------
     def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[str]:
         """Claim ``keys`` for ``owner``; returns those granted (free, expired, or held by a gone process)."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return list(keys)
         keys = list(keys)
 
         def grant(conn):
@@ -497,11 +534,15 @@ class SQLiteStore(Store):
 
     def extend(self, keys: Sequence[str], owner: str, lease: float) -> None:
         """Renew ``owner``'s claims on ``keys``."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return
         expires = time.time() + lease
         self._update_claims("UPDATE claims SET expires = ? WHERE owner = ? AND key IN ({})", keys, expires, owner)
 
     def release(self, keys: Sequence[str], owner: str) -> None:
         """End ``owner``'s claims on ``keys``."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return
         self._update_claims("DELETE FROM claims WHERE owner = ? AND key IN ({})", keys, owner)
 
     def _update_claims(self, statement: str, keys: Sequence[str], *params) -> None:
@@ -519,6 +560,8 @@ class SQLiteStore(Store):
     # -- counters ------------------------------------------------------------
     def add_counts(self, *, sent: int = 0, hits: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         """Add to this fingerprint's counters, in one transaction."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return
         added = (sent, hits, prompt_tokens, completion_tokens)
         rows = [(name, int(n)) for name, n in zip(COUNTERS, added, strict=True) if n]
 
@@ -540,6 +583,8 @@ class SQLiteStore(Store):
 
     def reset_counts(self) -> None:
         """Set the counters to zero."""
+        if self.read_only:  # nothing is written: every caller answers for itself
+            return
 
         def reset(conn):
             with _transaction(conn):

@@ -135,3 +135,48 @@ def test_a_lazy_dask_collection_is_refused_not_gathered():
     with pytest.raises(TypeError, match="lazy Dask DataFrame"):
         embedder.transform(series.to_frame())
     assert embedder.n_queries_ == 0
+
+
+def test_a_grid_search_survives_a_killed_worker_paying_at_most_its_batch_again(redis_server, tmp_path):
+    """SIGKILL one of two worker processes mid-search: the nanny restarts it, its tasks run again elsewhere."""
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from ._openai_server import OpenAIServer
+
+    X = _texts(96, 96, "killed")
+    y = np.arange(96) % 2
+    env = {"SKCROSSTUNE_CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    with (
+        OpenAIServer(latency=0.2) as server,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env) as cluster,
+        Client(cluster),
+    ):
+        embedder = BlackBoxEmbedder(
+            "openai:test-embed", base_url=server.url, api_key_env=None, store=redis_server, batch_size=4
+        ).set_params(n_concurrent=1)
+        grid = {"logisticregression__C": [0.1, 1.0]}
+        search = GridSearchCV(make_pipeline(embedder, LogisticRegression()), grid, cv=3)
+        killed = []
+
+        def kill_a_worker():
+            deadline = time.monotonic() + 60
+            while len(server.embedded_texts()) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pid = next(w.process.pid for w in cluster.workers.values() if w.process is not None and w.process.pid)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+        killer = threading.Thread(target=kill_a_worker, daemon=True)
+        killer.start()
+        with joblib.parallel_config(backend="dask"):
+            search.set_params(n_jobs=-1).fit(X, y)
+        killer.join(5)
+        assert killed, "a worker was killed during the search"
+        sent = server.embedded_texts()
+        assert set(sent) == set(X) and len(sent) <= len(X) + 4  # at most the dead worker's batch in flight again
+        # the store counts the answers that came back: the dead worker's batch never did
+        assert search.best_estimator_[0].store_counts()["sent"] == len(X)

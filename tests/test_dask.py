@@ -152,7 +152,7 @@ def test_a_grid_search_survives_a_killed_worker_paying_at_most_its_batch_again(r
     env = {"SKCROSSTUNE_CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     with (
         OpenAIServer(latency=0.2) as server,
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env) as cluster,
         Client(cluster),
     ):
         embedder = BlackBoxEmbedder(

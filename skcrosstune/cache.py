@@ -34,7 +34,7 @@ from numbers import Real
 import numpy as np
 
 from .backends.base import BlackBoxError, Paid, Usage
-from .stores.base import Store, new_owner
+from .stores.base import Store, StoreError, new_owner
 
 __all__ = [
     "LEASE_SECONDS",
@@ -92,6 +92,7 @@ class QueryReport:
     n_queried: int = 0
     n_corrupt: int = 0
     usage: Usage = Usage()
+    store_error: StoreError | None = None
 
 
 def query_through_store(
@@ -106,6 +107,7 @@ def query_through_store(
     dtype=None,
     progress: Callable[[int], object] | None = None,
     concurrency: int = 1,
+    store_errors: str = "raise",
 ) -> tuple[np.ndarray, QueryReport]:
     """Answer ``items`` from the store, asking ``compute`` only for what nobody has paid for.
 
@@ -136,6 +138,13 @@ def query_through_store(
         The output's dtype; None: the first answers'.
     progress : callable, optional
         Called with the number of items after each answered batch.
+    store_errors : {"raise", "warn"}, default="raise"
+        When the store fails to keep a paid answer (a full disk, a server
+        gone for longer than its retries), the answers of the call are
+        computed to the end anyway and held in this process, to be written
+        at the store's next use; then ``"raise"`` raises the store's error,
+        ``"warn"`` returns the answers with the error in the report's
+        ``store_error``.
     concurrency : int, default=1
         Batches in flight at once (``compute`` is then called from that many
         threads): for a remote black box whose answers wait on latency more
@@ -164,6 +173,7 @@ def query_through_store(
         payer.pay(answers.unique)
         return answers.result(), report
 
+    _write_held(store)
     keys = dict(zip(answers.unique, store.keys(answers.unique), strict=True))
     look_up = _LookUp(store, keys, answers, report)
     missing = look_up(answers.unique)
@@ -173,7 +183,45 @@ def query_through_store(
             answers, compute, store, owner, keys, batch_size, lengths, validate, progress, report, concurrency
         )
         _claim_and_pay(missing, keys, store, owner, look_up, payer)
+    if report.store_error is not None and store_errors == "raise":
+        raise report.store_error
     return answers.result(), report
+
+
+# Answers paid for whose store failed to keep them (a full disk, a server gone past its retries), per store:
+# written at the store's next use in this process, so that nothing paid for is lost while the process runs.
+_held: dict[tuple, list] = {}
+_held_lock = threading.Lock()
+
+
+def _store_id(store: Store) -> tuple:
+    return type(store).__name__, str(store.location), store.digest
+
+
+def _hold(store: Store, entries: list, sent: int, usage: Usage) -> None:
+    with _held_lock:
+        _held.setdefault(_store_id(store), []).append((entries, sent, usage))
+
+
+def _write_held(store: Store) -> None:
+    """Write the answers held for ``store`` (those its failure left unwritten); kept held if it fails again."""
+    with _held_lock:
+        held = _held.pop(_store_id(store), [])
+    for position, (entries, sent, usage) in enumerate(held):
+        try:
+            store.put_many(entries)
+            store.add_counts(sent=sent, **usage.counts())
+        except StoreError:
+            with _held_lock:
+                _held.setdefault(_store_id(store), []).extend(held[position:])
+            return
+    if held:
+        warnings.warn(
+            f"{sum(len(entries) for entries, _, _ in held)} answers paid for while the store {store.describe()} "
+            "could not keep them were written to it now.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _claim_and_pay(missing, keys, store, owner, look_up, payer) -> None:
@@ -533,17 +581,36 @@ class _Payer:
             rows, usage = rows
         self.report.n_queried += len(batch)
         self.report.usage += usage
-        if self.store is not None:
-            self.store.add_counts(sent=len(batch), **usage.counts())
+        counted = self._count(len(batch), usage)  # before the check: an unusable answer was paid for too
         rows = self._check(batch, rows)
         if self.store is not None:
             batch_keys = [self.keys[item] for item in batch]
-            self.store.put_many(zip(batch_keys, rows, strict=True))
+            entries = list(zip(batch_keys, rows, strict=True))
+            if self.report.store_error is None:
+                try:
+                    self.store.put_many(entries)
+                    entries = []
+                except StoreError as exc:  # paid for: held, and the call goes on without writing
+                    self.report.store_error = exc
+            if entries or not counted:
+                _hold(self.store, entries, 0 if counted else len(batch), Usage() if counted else usage)
             if lease is not None:
                 lease.done(batch_keys)
         self.answers.fill(self.answers.positions(batch), rows)
         if self.progress is not None:
             self.progress(len(batch))
+
+    def _count(self, n_sent: int, usage: Usage) -> bool:
+        """Add a paid batch to the store's counters; False when the store failed (the counts are then held)."""
+        if self.store is None:
+            return True
+        if self.report.store_error is None:
+            try:
+                self.store.add_counts(sent=n_sent, **usage.counts())
+                return True
+            except StoreError as exc:
+                self.report.store_error = exc
+        return False
 
     def _check(self, batch: list, rows) -> np.ndarray:
         """The rows as an array, if they can be the answers of ``batch``; else a clear error."""
@@ -594,7 +661,10 @@ class _LeaseKeeper:
     def done(self, keys: list[str]) -> None:
         with self._lock:
             self.pending.difference_update(keys)
-        self.store.release(keys, self.owner)
+        try:
+            self.store.release(keys, self.owner)
+        except StoreError:  # a store that failed: the claims lapse with their lease
+            pass
 
     def forget(self, keys: list[str]) -> None:
         """Stop renewing claims another caller now holds (they are theirs to release)."""
@@ -633,6 +703,5 @@ class _LeaseKeeper:
         if left:  # a failure: let the others take over at once
             try:
                 self.store.release(left, self.owner)
-            except Exception:  # noqa: BLE001 - the claims lapse anyway; never hide the failure being raised
-                if exc_info[0] is None:
-                    raise
+            except Exception:  # noqa: BLE001 - the claims lapse with their lease; never hide the error being raised
+                pass

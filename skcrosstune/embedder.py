@@ -536,16 +536,19 @@ class BlackBoxEmbedder(ProcessCountersMixin, TransformerMixin, BaseEstimator):
                     dtype=np.float32,
                     progress=bar.update,
                     concurrency=self.n_concurrent if getattr(self.backend_, "concurrent", False) else 1,
+                    store_errors=self.store_errors,
                 )
 
         store = self._open_store()
         try:
             states, report = query(store)
-        except StoreUnavailable as exc:  # the store went away during the call (its retries spent)
+        except StoreUnavailable as exc:  # the store could not be read: nothing was paid for yet
             if self.store_errors == "raise" or store is None:
                 raise
             warn_once_without_store(exc)
-            states, report = query(None)  # what this call had paid for and not stored is asked again
+            states, report = query(None)
+        if report.store_error is not None:  # the store failed to keep answers: held here, written at its next use
+            warn_once_without_store(report.store_error)
         self._account(report)
         return states
 

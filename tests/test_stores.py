@@ -711,3 +711,71 @@ def test_a_deployed_model_whose_redis_is_down_predicts_with_one_warning(tiny_ber
     assert len(caught) == 1
     with pytest.raises(StoreError, match="has not answered"):
         loaded.set_params(blackboxembedder__store_errors="raise").predict(TEXTS[:2])
+
+
+# ------------------------------------------------------------------- a full disk
+class _FillingDisk:
+    """The connections of an SQLite store whose disk fills up when ``full`` is set (every write then fails).
+
+    ``answers_only``: only new answers fail to fit (claims and counters reuse pages they have).
+    """
+
+    answers_only = False
+
+    def __init__(self, store):
+        self.full = False
+        connect = store._connect
+
+        def connect_through():
+            return _FullDiskConnection(connect(), self)
+
+        store._connect = connect_through
+
+
+class _FullDiskConnection:
+    def __init__(self, conn, disk):
+        self._conn, self._disk = conn, disk
+
+    def executemany(self, statement, rows):
+        writes = ("INSERT INTO entries", "INSERT OR REPLACE INTO entries") if _FillingDisk.answers_only else ("INSERT",)
+        if self._disk.full and statement.lstrip().startswith(writes):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.executemany(statement, rows)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_full_disk_is_one_clear_error_and_every_paid_answer_is_written_once_there_is_room(tmp_path, fingerprint):
+    store = open_store(tmp_path / "store", fingerprint)
+    disk = _FillingDisk(store)
+    texts = [f"text {i}" for i in range(40)]
+    sent: list = []
+
+    def fills_up(batch):
+        disk.full = len(sent) >= 15  # the disk is full from the fourth batch on
+        return slow_box(0.0, sent)(batch)
+
+    with pytest.raises(StoreError, match="disk is full.*held in this process") as info:
+        query_through_store(texts, fills_up, store=store, batch_size=5)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert sent == texts, "the run went on to the end, each text paid once"
+    assert len(store.get_many(store.keys(texts))[0]) == 15
+    disk.full = False  # room again: the next use of the store writes what was held
+    rerun: list = []
+    with pytest.warns(RuntimeWarning, match="25 answers paid for while the store .* were written to it now"):
+        out, _ = query_through_store(texts, slow_box(0.0, rerun), store=store, batch_size=5)
+    assert rerun == [] and store.counts()["sent"] == len(texts)
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
+
+
+def test_a_full_disk_under_warn_gives_every_answer_and_says_why(tmp_path, fingerprint, monkeypatch):
+    store = open_store(tmp_path / "store", fingerprint)
+    store.claim([store.key("x")], "someone", 60.0)  # the claims table has its pages: claims still fit
+    _FillingDisk(store).full = True
+    with pytest.raises(StoreError, match="disk is full"):  # before anything is paid: an error, nothing lost
+        query_through_store(["a"], slow_box(0.0), store=store, batch_size=2, store_errors="warn")
+    monkeypatch.setattr(_FillingDisk, "answers_only", True)
+    out, report = query_through_store(["a", "b", "c"], slow_box(0.0), store=store, batch_size=2, store_errors="warn")
+    assert isinstance(report.store_error, StoreError) and "disk is full" in str(report.store_error)
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in "abc"]))

@@ -606,7 +606,7 @@ def _open(location: str, fingerprint: dict) -> Store:
 _warned_unusable: set[str] = set()
 
 
-def warn_once_without_store(error: StoreUnavailable) -> None:
+def warn_once_without_store(error: StoreError) -> None:
     """Say once per process and store that work goes on without a store that cannot be used."""
     message = str(error)
     if message not in _warned_unusable:

@@ -40,6 +40,7 @@ from .base import (
     COUNTERS,
     Store,
     StoreError,
+    StoreUnavailable,
     decode_legacy_entry,
     is_key,
     key_ids,
@@ -76,7 +77,7 @@ _TABLES = {"entries", "claims", "counters", "imported"}
 _INTO = "INTO entries (id, entry) VALUES (?, ?)"
 _INSERT = f"INSERT OR REPLACE {_INTO}"
 _CHUNK = 500  # keys per statement, under SQLite's variable limit
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26
 _ID_OFFSET = 1 << 63  # row ids run from -2**63
 
 
@@ -349,15 +350,24 @@ class SQLiteStore(Store):
         conn.close()
 
     def _run(self, action):
-        """``action(connection)``, recovering once from a damaged file."""
+        """``action(connection)``, recovering once from a damaged file; a full disk is a :class:`StoreUnavailable`."""
         generation = self._generation
         try:
-            return action(self._connect())
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
+            try:
+                return action(self._connect())
+            except sqlite3.DatabaseError as exc:
+                if not _is_damage(exc):
+                    raise
+                self._recover(exc, generation)
+                return action(self._connect())
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_FULL and "full" not in str(exc):
                 raise
-            self._recover(exc, generation)
-            return action(self._connect())
+        raise StoreUnavailable(  # outside the except block: one error of ours, no sqlite3 frames behind it
+            f"The store file {self.path} cannot be written: the disk is full. Free some space (or point store= at "
+            "another disk); the answers of the run are held in this process and written at its next use of the "
+            "store."
+        )
 
     # -- recovery ------------------------------------------------------------
     def _recover(self, exc: Exception, generation: int) -> None:

@@ -779,3 +779,24 @@ def test_a_full_disk_under_warn_gives_every_answer_and_says_why(tmp_path, finger
     out, report = query_through_store(["a", "b", "c"], slow_box(0.0), store=store, batch_size=2, store_errors="warn")
     assert isinstance(report.store_error, StoreError) and "disk is full" in str(report.store_error)
     np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in "abc"]))
+
+
+def test_a_store_folder_deleted_during_a_run_is_noticed_and_made_again(tmp_path, fingerprint):
+    location = tmp_path / "store"
+    store = open_store(location, fingerprint)
+    texts = [f"text {i}" for i in range(20)]
+    sent: list = []
+
+    def deletes_the_folder(batch):
+        if len(sent) == 10:
+            shutil.rmtree(location)  # someone cleans up ~/.cache mid-run
+        return slow_box(0.0, sent)(batch)
+
+    with pytest.warns(RuntimeWarning, match="was deleted .* while in use; it is made again") as caught:
+        query_through_store(texts, deletes_the_folder, store=store, batch_size=5)
+    assert len(caught) == 1 and sent == texts
+    kept, _ = store.get_many(store.keys(texts))
+    assert set(kept) == set(store.keys(texts[10:])), "the answers from the deletion on are kept in the new file"
+    rerun: list = []
+    query_through_store(texts, slow_box(0.0, rerun), store=store, batch_size=5)
+    assert rerun == texts[:10], "only the answers written to the deleted file are paid again"

@@ -304,6 +304,7 @@ class SQLiteStore(Store):
             self._recover(exc, generation)
             return self._connect()
         local.conn, local.key = conn, (os.getpid(), generation)
+        local.inode = _inode(self.path)
         with self._recover_lock:
             self._connections.append((os.getpid(), conn))
         return conn
@@ -501,6 +502,17 @@ class SQLiteStore(Store):
                 conn.executemany(_INSERT, rows)
 
         self._run(write)
+        if _inode(self.path) != getattr(self._local, "inode", None):  # deleted or replaced under us
+            warnings.warn(
+                f"The store file {self.path} was deleted (or replaced) while in use; it is made again and the "
+                "answers from now on are kept there (those written to the deleted file are gone).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.close()
+            self._prepare_folder()
+            self._write_fingerprint_file()
+            self._run(write)
 
     def __len__(self) -> int:
         return self._run(lambda conn: conn.execute("SELECT count(*) FROM entries").fetchone()[0])
@@ -601,6 +613,15 @@ class SQLiteStore(Store):
                 conn.execute("DELETE FROM counters")
 
         self._run(reset)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """The file's identity (device, inode), or None when it is gone."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 class _transaction:

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import shutil
 import signal
 import sqlite3
@@ -462,9 +463,46 @@ def test_links_planted_in_the_folder_are_never_written_through(tmp_path, fingerp
 
     other = {**fingerprint, "model": "other"}
     SQLiteStore(folder, other).path.symlink_to(victim)
-    with pytest.raises(StoreError, match="not a regular file"):
+    with pytest.raises(StoreError, match=r"sqlite3 is a symbolic link.*Remove the link"):
         open_store(folder, other)
     assert victim.read_text() == "precious" and store is not None
+
+    planted = {**fingerprint, "model": "planted wal"}
+    SQLiteStore(folder, planted).check()
+    wal = Path(f"{SQLiteStore(folder, planted).path}-wal")
+    wal.unlink(missing_ok=True)
+    wal.symlink_to(victim)
+    SQLiteStore(folder, planted).close()
+    with pytest.raises(StoreError, match=r"sqlite3-wal is a symbolic link"):  # the message names the link
+        SQLiteStore(folder, planted).check()
+    assert victim.read_text() == "precious"
+
+
+def test_a_folder_where_the_file_should_be_is_moved_aside_and_the_store_goes_on(tmp_path, fingerprint):
+    folder = tmp_path / "store"
+    folder.mkdir(mode=0o700)
+    store = SQLiteStore(folder, fingerprint)
+    store.path.mkdir()
+    (store.path / "something.txt").write_text("kept")
+    with pytest.warns(RuntimeWarning, match="was not a file; it was kept as"):
+        store.check()
+    query_through_store(["a"], CountingBlackBox(), store=store, batch_size=1)
+    assert store.get_many([store.key("a")])[0]
+    kept = [p for p in folder.glob("*.corrupt-*") if p.is_dir()]
+    assert len(kept) == 1 and (kept[0] / "something.txt").read_text() == "kept"
+
+
+def test_a_table_that_lost_a_column_is_recovered_not_fatal(tmp_path, fingerprint):
+    store, texts = _filled(tmp_path, fingerprint, n=20)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("ALTER TABLE entries RENAME COLUMN entry TO spoiled")
+    fresh = SQLiteStore(store.directory, fingerprint)
+    fresh.check()
+    box = CountingBlackBox()
+    with pytest.warns(RuntimeWarning, match="was damaged"):
+        out, _ = query_through_store(texts, box, store=fresh, batch_size=5)
+    assert len(box.sent) < len(texts)  # the answers' bytes are still in the file: found again
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
 
 
 def test_credentials_in_urls_never_reach_the_store(tmp_path):
@@ -535,6 +573,27 @@ def test_garbage_inside_the_file_costs_only_the_damaged_entries(tmp_path, finger
     assert len(box.sent) == len(texts) - report.n_cached
     np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
     assert len(list(store.directory.glob("*.corrupt-*"))) >= 1
+
+
+@pytest.mark.parametrize("damage", ["cut to half its length", "header overwritten"])
+def test_a_cut_short_or_headless_file_gives_back_the_entries_still_in_its_bytes(tmp_path, fingerprint, damage):
+    store, texts = _filled(tmp_path, fingerprint, n=500)
+    data = store.path.read_bytes()
+    if damage == "cut to half its length":
+        data = data[: len(data) // 2]
+    else:  # the first 100 bytes: the file header, the page size, the schema's start
+        data = bytes(100) + data[100:]
+    store.path.write_bytes(data)
+    in_the_bytes = data.count(b"SKE3")  # the entries whose format mark is still in the file (one may be cut)
+    fresh = SQLiteStore(store.directory, fingerprint)
+    with pytest.warns(RuntimeWarning, match=r"was damaged .* the (\d+) answers still sound") as caught:
+        fresh.check()
+        box = CountingBlackBox()
+        out, report = query_through_store(texts, box, store=fresh, batch_size=50)
+    n_kept = int(re.search(r"the (\d+) answers still sound", str(caught[0].message)).group(1))
+    assert n_kept >= in_the_bytes - 1 > 0, f"{n_kept} salvaged of the {in_the_bytes} entries in the bytes left"
+    assert report.n_cached == n_kept and len(box.sent) == len(texts) - n_kept
+    np.testing.assert_array_equal(out, np.stack([fake_vector(t) for t in texts]))
 
 
 def test_every_quarantined_file_is_kept(tmp_path, fingerprint):

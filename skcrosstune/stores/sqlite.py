@@ -21,7 +21,9 @@ file, and one warning says so.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import mmap
 import os
 import sqlite3
 import stat
@@ -37,10 +39,14 @@ from urllib.parse import quote
 import numpy as np
 
 from .base import (
+    _HEADER_AT,
     COUNTERS,
+    MAGIC,
     Store,
     StoreError,
     StoreUnavailable,
+    _entry_width,
+    _header_layout,
     decode_legacy_entry,
     is_key,
     key_ids,
@@ -269,8 +275,22 @@ class SQLiteStore(Store):
         except FileNotFoundError:
             self._create_database()
             return
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"The store file {self.path} is not a regular file (a link?); refusing to use it.")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.islink(f"{self.path}{suffix}"):
+                raise StoreError(
+                    f"{self.path}{suffix} is a symbolic link, which could send the store's writes elsewhere; "
+                    "refusing to use it. Remove the link (the store makes its own files)."
+                )
+        if not stat.S_ISREG(info.st_mode):  # a folder, say, where the file should be: moved aside, not deleted
+            kept = Path(f"{self.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
+            os.replace(self.path, kept)
+            warnings.warn(
+                f"The store file {self.path} was not a file; it was kept as {kept.name} and the store starts afresh.",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+            self._create_database()
+            return
         if info.st_size == 0:
             warnings.warn(
                 f"The store file {self.path} was empty (0 bytes); it starts afresh and its answers will be "
@@ -392,11 +412,13 @@ class SQLiteStore(Store):
                 if source.exists():
                     os.replace(source, f"{kept}{suffix}")
             conn = self._connect()
-            n_kept = 0
-            for rows in _salvage(kept):
+            salvaged: set[int] = set()
+            for rows in itertools.chain(_salvage(kept), _scan_raw(kept)):
+                rows = [row for row in rows if row[0] not in salvaged]
                 with _transaction(conn):
                     conn.executemany(_INSERT, rows)
-                n_kept += len(rows)
+                salvaged.update(row[0] for row in rows)
+            n_kept = len(salvaged)
         warnings.warn(
             f"The store file {self.path} was damaged ({exc}); it was kept as {kept.name}, and the "
             f"{n_kept} answers still sound were copied to a fresh file. Other answers will be queried again.",
@@ -645,7 +667,7 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return True
     message = str(exc)
-    return "malformed" in message or "not a database" in message or "no such table" in message
+    return any(sign in message for sign in ("malformed", "not a database", "no such table", "no such column"))
 
 
 def _rows(entries: list[tuple[str, np.ndarray]]) -> list[tuple[int, bytes]]:
@@ -722,6 +744,59 @@ def _salvage(path: Path):
                 yield _keepable(read)
     finally:
         conn.close()
+
+
+def _scan_raw(path: Path):
+    """Batches of the sound entries found in a damaged file's bytes, whatever is left of its SQLite structure.
+
+    Each entry carries its format mark, key, header and checksum (stores.base),
+    so one stored whole within a page is found by its mark and checked like
+    any other, even where the file was cut short or its header, schema or
+    index pages were spoiled. An entry spread over overflow pages is not.
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the map
+    except OSError:
+        return
+    try:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found, at = [], data.find(MAGIC)
+            while at != -1:
+                blob = _entry_at(data, at)
+                if blob is not None:
+                    found.append(blob)
+                if len(found) == 256:
+                    yield _sound_rows_of(found)
+                    found = []
+                at = data.find(MAGIC, at + len(MAGIC))
+            if found:
+                yield _sound_rows_of(found)
+    finally:
+        handle.close()
+
+
+def _entry_at(data, at: int) -> bytes | None:
+    """The bytes of the entry whose format mark is at ``at``, as long as its header says; None if it names none."""
+    start = at + _HEADER_AT
+    if start > len(data):
+        return None
+    checksum_at = _HEADER_AT + data[start - 2] + (data[start - 1] << 8)
+    kind, dims = _header_layout(bytes(data[start : at + checksum_at]))
+    if kind is None:
+        return None
+    width = _entry_width(checksum_at, kind, dims)
+    return bytes(data[at : at + width]) if at + width <= len(data) else None
+
+
+def _sound_rows_of(blobs: list[bytes]) -> list[tuple[int, bytes]]:
+    """``(row id, entry)`` of the blobs that are sound entries (their checksum and size hold)."""
+    found, _ = unpack_entries(blobs)
+    rows = []
+    for indices, found_keys, _ in found:
+        rows += [(row_id, blobs[i]) for i, row_id in zip(indices.tolist(), key_ids(found_keys).tolist(), strict=True)]
+    return rows
 
 
 def _past_damage(conn: sqlite3.Connection, low: int) -> tuple[int | None, tuple | None]:

@@ -490,6 +490,7 @@ class _Payer:
         self.answers, self.compute, self.store, self.owner, self.keys = answers, compute, store, owner, keys
         self.batch_size, self.lengths, self.validate = batch_size, lengths, validate
         self.progress, self.report, self.concurrency = progress, report, concurrency
+        self._written: list = []  # the batches this call stored (their rows are in the output)
 
     def pay_claimed(self, items: list, look_up: _LookUp) -> list:
         """Pay for claimed items, first serving any answered between the look-up and the claim.
@@ -588,7 +589,11 @@ class _Payer:
             entries = list(zip(batch_keys, rows, strict=True))
             if self.report.store_error is None:
                 try:
+                    replaced = getattr(self.store, "replacements", 0)
                     self.store.put_many(entries)
+                    if getattr(self.store, "replacements", 0) != replaced:  # the file was deleted under us
+                        self._write_again()
+                    self._written.append(batch)
                     entries = []
                 except StoreError as exc:  # paid for: held, and the call goes on without writing
                     self.report.store_error = exc
@@ -599,6 +604,13 @@ class _Payer:
         self.answers.fill(self.answers.positions(batch), rows)
         if self.progress is not None:
             self.progress(len(batch))
+
+    def _write_again(self) -> None:
+        """Store this call's earlier answers again: the file they were written to was deleted or replaced."""
+        out = self.answers.out
+        for batch in self._written:
+            rows = out[self.answers.positions(batch)]
+            self.store.put_many(zip([self.keys[item] for item in batch], rows, strict=True))
 
     def _count(self, n_sent: int, usage: Usage) -> bool:
         """Add a paid batch to the store's counters; False when the store failed (the counts are then held)."""

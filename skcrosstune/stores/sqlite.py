@@ -114,6 +114,8 @@ class SQLiteStore(Store):
         self._recover_lock = threading.RLock()  # recovery reconnects under it
         self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid, connection) of every thread
         self.read_only = False
+        #: Times the file was found deleted or replaced in use (and made again) in this process.
+        self.replacements = 0
 
     @property
     def path(self) -> Path:
@@ -535,6 +537,7 @@ class SQLiteStore(Store):
             self._prepare_folder()
             self._write_fingerprint_file()
             self._run(write)
+            self.replacements += 1  # callers holding this run's earlier answers write them again
 
     def __len__(self) -> int:
         return self._run(lambda conn: conn.execute("SELECT count(*) FROM entries").fetchone()[0])

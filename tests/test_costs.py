@@ -87,21 +87,7 @@ def test_a_loaded_model_starts_its_counters_at_zero(tiny_bert, tmp_path):
 
 
 def test_chat_tokens_are_counted_apart_and_priced_apart(openai_server, tmp_path):
-    openai_server.chat_reply = _writer
-    augmenter = LLMAugmenter(
-        "openai:test-chat",
-        base_url=openai_server.url,
-        api_key_env=None,
-        label_descriptions=DESCRIPTIONS,
-        n_per_class=3,
-        n_per_request=3,
-        teacher=make_pipeline(CountVectorizer(), LogisticRegression()),
-        threshold=0,
-        off_task_quantile=None,
-        store=str(tmp_path / "store"),
-        max_retries=0,
-        random_state=0,
-    )
+    augmenter = _augmenter(openai_server, tmp_path, n_per_class=3, n_per_request=3)
     augmenter.fit_resample(TEXTS, LABELS)
     billed = openai_server.usage
     assert billed["prompt_tokens"] > 0 and billed["completion_tokens"] > 0
@@ -254,22 +240,7 @@ def _writer(body):
 
 
 def test_the_augmenter_estimates_its_requests_and_their_prompt_tokens(openai_server, tmp_path):
-    openai_server.chat_reply = _writer
-    augmenter = LLMAugmenter(
-        "openai:test-chat",
-        base_url=openai_server.url,
-        api_key_env=None,
-        label_descriptions=DESCRIPTIONS,
-        n_per_class=5,
-        n_per_request=2,
-        teacher=make_pipeline(CountVectorizer(), LogisticRegression()),
-        threshold=0,
-        off_task_quantile=None,
-        max_tokens=50,
-        store=str(tmp_path / "store"),
-        max_retries=0,
-        random_state=0,
-    )
+    augmenter = _augmenter(openai_server, tmp_path, n_per_class=5, n_per_request=2, max_tokens=50)
     estimate = augmenter.estimate_queries(TEXTS, LABELS, tokenizer=str.split, price_per_1k_tokens=(1.0, 2.0))
     assert openai_server.request_count == 0 and not hasattr(augmenter, "generator_")
     assert (estimate.n_inputs, estimate.n_to_send) == (6, 6)  # ceil(5 / 2) requests per class
@@ -294,3 +265,20 @@ def test_a_local_generator_counts_prompt_tokens_as_it_reads_them(tiny_gpt2):
     paid = generator.respond(messages, seed=0)
     assert paid.usage.prompt_tokens == generator.count_prompt_tokens(messages) > 0
     assert 0 < paid.usage.completion_tokens <= 3
+
+
+def _augmenter(server, tmp_path, **params) -> LLMAugmenter:
+    """An augmenter against the test server's well-behaved writer, with a cheap teacher and no switch."""
+    server.chat_reply = _writer
+    settings = dict(
+        base_url=server.url,
+        api_key_env=None,
+        label_descriptions=DESCRIPTIONS,
+        teacher=make_pipeline(CountVectorizer(), LogisticRegression()),
+        threshold=0,
+        off_task_quantile=None,
+        store=str(tmp_path / "store"),
+        max_retries=0,
+        random_state=0,
+    )
+    return LLMAugmenter("openai:test-chat", **{**settings, **params})
